@@ -1,0 +1,1 @@
+"""idlevm: find idle virtual machines in OpenNebula clouds and reclaim them by rules."""

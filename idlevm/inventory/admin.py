@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, IdleSample, VirtualMachine
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin[Host]):
+    list_display = ["id", "name", "state_name", "running_vms", "last_seen", "gone_at"]
+    search_fields = ["name"]
+
+
+@admin.register(VirtualMachine)
+class VirtualMachineAdmin(admin.ModelAdmin[VirtualMachine]):
+    list_display = ["id", "name", "owner", "host_name", "state_name", "lcm_state_name", "idle"]
+    list_filter = ["state_name", "idle"]
+    search_fields = ["name", "owner"]
+
+
+@admin.register(IdleSample)
+class IdleSampleAdmin(admin.ModelAdmin[IdleSample]):
+    list_display = ["vm", "received", "idle", "cpu_pct"]
+    raw_id_fields = ["vm"]
+
+
+@admin.register(CollectionRun)
+class CollectionRunAdmin(admin.ModelAdmin[CollectionRun]):
+    list_display = ["started", "outcome", "hosts", "vms", "new_samples", "errors"]
+
+
+@admin.register(ErrorMessage)
+class ErrorMessageAdmin(admin.ModelAdmin[ErrorMessage]):
+    list_display = ["kind", "subject", "count", "first_seen", "modified", "cleared"]
+    list_filter = ["kind", "cleared"]

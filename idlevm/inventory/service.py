@@ -1,0 +1,80 @@
+"""The suspension service's cycle and its loop, used by `manage.py suspend_service`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from django.conf import settings
+from django.utils import timezone
+
+from idlevm.inventory import conditions
+from idlevm.inventory.collect import collect_once
+from idlevm.inventory.conditions import Condition, Kind
+from idlevm.inventory.models import CollectionRun
+from idlevm.one.auth import credentials_from_env
+from idlevm.one.client import OneClient
+from idlevm.one.errors import OneError
+
+log = logging.getLogger("idlevm.service")
+
+
+def make_client() -> OneClient:
+    """The OpenNebula client from settings (ONE_XMLRPC, ONE_AUTH and the timeouts)."""
+    environ = {"ONE_AUTH": settings.ONE_AUTH} if settings.ONE_AUTH else None
+    credentials = credentials_from_env(environ)
+    return OneClient(
+        settings.ONE_XMLRPC,
+        credentials,
+        connect_timeout=settings.ONE_CONNECT_TIMEOUT,
+        timeout=settings.ONE_TIMEOUT,
+        page_size=settings.ONE_PAGE_SIZE,
+    )
+
+
+def run_cycle() -> CollectionRun:
+    """One cycle of the service. A client that cannot even be built is a failed run too."""
+    try:
+        client = make_client()
+    except OneError as exc:
+        run = CollectionRun.objects.create(started=timezone.now())
+        condition = Condition(Kind.ONE_AUTH, "one", f"cannot use OpenNebula credentials: {exc}")
+        conditions.record([condition], timezone.now())
+        run.outcome, run.finished, run.message = (
+            CollectionRun.Outcome.FAILED,
+            timezone.now(),
+            str(exc),
+        )
+        run.errors = 1
+        run.save()
+        return run
+    return collect_once(client)
+
+
+def run_loop(interval: float, cycle: Callable[[], CollectionRun] = run_cycle) -> int:
+    """Run cycles every `interval` seconds until SIGTERM or SIGINT; returns the cycle count.
+
+    A signal never interrupts a cycle half-way: the cycle's transaction finishes (or rolls
+    back), then the loop ends.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping after the current cycle", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    cycles = 0
+    try:
+        while not stop.is_set():
+            run = cycle()
+            cycles += 1
+            log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
+            stop.wait(interval)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return cycles
