@@ -210,6 +210,11 @@ VM_COLUMNS = [
 ]  # fmt: skip
 IDLE_COLUMNS = VM_COLUMNS[VM_COLUMNS.index("idle") : VM_COLUMNS.index("first_seen")]
 
+# Stored when a VM has no usable record: clears what an earlier record left.
+NO_IDLE_VALUES = tuple(
+    {"idle_source": "", "idle_rejected": 0}.get(column) for column in IDLE_COLUMNS
+)
+
 SAMPLE_COLUMNS = [
     "vm_id", "seq", "agent_time", "received", "idle", "idle_for", "cpu_pct", "steal_pct",
     "load", "disk_bps", "net_rx_bps", "net_tx_bps", "sessions", "busy_procs", "gpu_pct",
@@ -225,7 +230,7 @@ def idle_for(rec: one.IdleRecord) -> int | None:
 
 def idle_values(rec: one.IdleRecord | None) -> tuple[object, ...]:
     if rec is None:
-        return (None,) * (len(IDLE_COLUMNS) - 1) + (0,)
+        return NO_IDLE_VALUES
     received = epoch(rec.received)
     seconds = idle_for(rec)
     since = received - timedelta(seconds=seconds) if received and seconds is not None else None
