@@ -10,10 +10,10 @@ import pytest
 
 @pytest.fixture
 def onesim() -> Iterator[Any]:
-    """A simulator on a free port with 2 hosts and 10 VMs, instantaneous transitions."""
+    """A simulator on a free port with 2 hosts and 30 VMs (every state kind, most running), instantaneous transitions."""
     from idlevm.onesim.testing import running_simulator
 
-    with running_simulator(hosts=2, vms=10, seed=1) as sim:
+    with running_simulator(hosts=2, vms=30, seed=1) as sim:
         yield sim
 
 

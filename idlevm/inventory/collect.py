@@ -180,7 +180,7 @@ def resolve_idle(
     for host in hosts:
         for problem in host.idle_problems:
             subject = f"vm:{problem.vm_id}" if problem.vm_id is not None else f"host:{host.id}"
-            message = f"host {host.name} (#{host.id}) IDLE attribute: {problem.reason}"
+            message = f"IDLE attribute of host {host.name} (#{host.id}): {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, subject, message))
         for vm_id, rec in host.idle.items():
             if placed.get(vm_id, -1) != host.id:
@@ -191,7 +191,7 @@ def resolve_idle(
                 chosen[vm_id] = rec
     for vm in vms:
         for problem in vm.idle_problems:
-            message = f"VM {vm.id} MONITORING: {problem.reason}"
+            message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
         if vm.idle is not None and vm.idle.newer_than(chosen.get(vm.id)):
             chosen[vm.id] = vm.idle

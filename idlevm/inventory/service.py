@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -11,20 +12,19 @@ from types import FrameType
 from django.conf import settings
 from django.utils import timezone
 
-from idlevm.inventory import conditions
-from idlevm.inventory.collect import collect_once
+from idlevm.inventory.collect import collect_once, finish_failed
 from idlevm.inventory.conditions import Condition, Kind
 from idlevm.inventory.models import CollectionRun
 from idlevm.one.auth import credentials_from_env
 from idlevm.one.client import OneClient
-from idlevm.one.errors import OneError
+from idlevm.one.errors import OneConfigError, OneError
 
 log = logging.getLogger("idlevm.service")
 
 
 def make_client() -> OneClient:
     """The OpenNebula client from settings (ONE_XMLRPC, ONE_AUTH and the timeouts)."""
-    environ = {"ONE_AUTH": settings.ONE_AUTH} if settings.ONE_AUTH else None
+    environ = {**os.environ, "ONE_AUTH": settings.ONE_AUTH} if settings.ONE_AUTH else None
     credentials = credentials_from_env(environ)
     return OneClient(
         settings.ONE_XMLRPC,
@@ -39,18 +39,10 @@ def run_cycle() -> CollectionRun:
     """One cycle of the service. A client that cannot even be built is a failed run too."""
     try:
         client = make_client()
-    except OneError as exc:
+    except (OneError, ValueError) as exc:
+        kind = Kind.ONE_AUTH if isinstance(exc, OneConfigError) else Kind.ONE_ERROR
         run = CollectionRun.objects.create(started=timezone.now())
-        condition = Condition(Kind.ONE_AUTH, "one", f"cannot use OpenNebula credentials: {exc}")
-        conditions.record([condition], timezone.now())
-        run.outcome, run.finished, run.message = (
-            CollectionRun.Outcome.FAILED,
-            timezone.now(),
-            str(exc),
-        )
-        run.errors = 1
-        run.save()
-        return run
+        return finish_failed(run, Condition(kind, "one", f"cannot set up OpenNebula client: {exc}"))
     return collect_once(client)
 
 
