@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture
 def onesim() -> Iterator[Any]:
-    """A simulator on a free port with 2 hosts and 30 VMs (every state kind, most running), instantaneous transitions."""
+    """A simulator on a free port: 2 hosts, 30 VMs (every state kind, most running)."""
     from idlevm.onesim.testing import running_simulator
 
     with running_simulator(hosts=2, vms=30, seed=1) as sim:

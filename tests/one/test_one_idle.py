@@ -63,7 +63,8 @@ def test_monitoring_without_idle_is_none() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("IDLE_SEQ", "-1"), ("IDLE_SEQ", "1e3"), ("IDLE_SEQ", " 1"), ("IDLE_SEQ", "12345678901234567"),
+        ("IDLE_SEQ", "-1"), ("IDLE_SEQ", "1e3"), ("IDLE_SEQ", " 1"),
+        ("IDLE_SEQ", "12345678901234567"),
         ("IDLE_CPU", "100.1"), ("IDLE_CPU", "nan"), ("IDLE_CPU", "inf"), ("IDLE_CPU", ".5"),
         ("IDLE_CPU", "5."), ("IDLE_CPU", "1e1"), ("IDLE_CPU", "+1"), ("IDLE_STATE", "IDLE"),
         ("IDLE_STATE", "sleepy"), ("IDLE_VERSION", "2"), ("IDLE_TIME", str(2**40 + 1)),
@@ -234,9 +235,10 @@ def test_fuzz_never_raises(seed: int) -> None:
             value = "".join(rnd.choice(ALPHABET) for _ in range(rnd.randint(0, 200)))
         records, problems = parse_host_idle(value, [1, 2])
         assert all(isinstance(r, IdleRecord) for r in records.values())
+        assert all(p.reason for p in problems)
         attrs = {k: value[: rnd.randint(0, 40)] for k in rnd.sample(sorted(MON), 3)}
         record, problems = parse_monitoring_idle({**MON, **attrs})
-        assert record is None or isinstance(record, IdleRecord)
+        assert (record is None) == bool(problems)
 
 
 def test_non_string_input_does_not_raise() -> None:

@@ -92,7 +92,7 @@ def test_monitoring_idle_bad_value() -> None:
     mon = {**format_monitoring_idle(IDLE), "IDLE_CPU": "9" * 5000}
     vm = parse_vm(one_xml.vm(5, monitoring=mon))
     assert vm.idle is None and vm.idle_problems[0].vm_id == 5
-    assert "cpu" in vm.idle_problems[0].reason
+    assert "IDLE_CPU" in vm.idle_problems[0].reason
 
 
 def test_monitoring_idle_duplicate_name() -> None:

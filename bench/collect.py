@@ -1,0 +1,193 @@
+"""Collection benchmark: the suspension service's cycle against the simulator.
+
+For each pool size it measures, side by side in one run:
+- bare:     OneClient fetch + parse of both pools (no database): the floor;
+- collect:  a whole `collect_once` cycle on SQLite (first cycle inserts, the steady cycle
+            updates every row and adds new idle samples), and its ratio to bare;
+- peak RSS of each, in separate processes so they don't share a high-water mark;
+- parse:    our parser against pyone's on the same infoextended XML.
+
+The simulator runs in its own process (its CPU and memory are not ours), with idle data
+on every running VM. Usage: python bench/collect.py [--sizes 1000,10000,50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+HOSTS_PER_VM = 20  # 500 hosts at 10k VMs, as the issue asks
+SESSION = "oneadmin:bench"
+
+
+def maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the processes --------------------------------------------------------------------------
+
+
+def serve(vms: int) -> None:
+    """Simulator process: a generated cloud with idle data on every running VM."""
+    from idlevm.one.idle import format_monitoring_idle
+    from idlevm.one.records import IdleRecord
+    from idlevm.onesim.testing import Simulator, build_cloud
+
+    cloud = build_cloud(hosts=max(1, vms // HOSTS_PER_VM), vms=vms, seed=42, auth=SESSION)
+    now = int(time.time())
+    for vm_id in cloud.vm_ids():
+        if cloud.vm_state(vm_id) == ("ACTIVE", "RUNNING"):
+            rec = IdleRecord(seq=1, time=now, received=now, idle=vm_id % 3 == 0,
+                             idle_since=now - 3600 if vm_id % 3 == 0 else None, cpu=1.5,
+                             load=0.1, net_rx=100.0, net_tx=20.0, disk=0.0, sessions=0)  # fmt: skip
+            cloud.set_vm_monitoring(vm_id, format_monitoring_idle(rec))
+    sim = Simulator(cloud).start()
+    print(sim.url, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    sim.stop()
+
+
+def bare(url: str) -> dict[str, Any]:
+    from idlevm.one.client import OneClient
+
+    client = OneClient(url, SESSION, timeout=600)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        hosts, vms = client.hosts(), client.vms()
+        best = min(best, time.perf_counter() - started)
+    return {"seconds": best, "vms": len(vms), "hosts": len(hosts), "rss": maxrss_mib()}
+
+
+def collect(url: str) -> dict[str, Any]:
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "suspend_service.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from idlevm.inventory.collect import collect_once
+    from idlevm.one.client import OneClient
+
+    call_command("migrate", verbosity=0)
+    client = OneClient(url, SESSION, timeout=600)
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run = collect_once(client)
+        timings.append(time.perf_counter() - started)
+        assert run.outcome == "ok", run.message
+    return {"first": timings[0], "steady": min(timings[1:]), "rss": maxrss_mib()}
+
+
+def parse_vs_pyone(url: str) -> dict[str, Any]:
+    import xmlrpc.client
+
+    from pyone import bindings
+
+    from idlevm.one.parse import parse_vm_pool
+
+    xml = xmlrpc.client.ServerProxy(url).one.vmpool.infoextended(SESSION, -2, -1, -1, -1)[1]
+    data = xml.encode()
+    ours = min(_timed(lambda: sum(1 for _ in parse_vm_pool(data))) for _ in range(3))
+    theirs = min(_timed(lambda: bindings.parseString(data, silence=True)) for _ in range(2))
+    return {"ours": ours, "pyone": theirs, "bytes": len(data)}
+
+
+def _timed(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+
+def child(mode: str, url: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, f"--{mode}", url], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(vms: int, with_pyone: bool) -> dict[str, Any]:
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(vms)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        row: dict[str, Any] = {"size": vms, "bare": child("bare", url)}
+        row["collect"] = child("collect", url)
+        if with_pyone:
+            row["parse"] = child("parse", url)
+        return row
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=60)
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| VMs in pool | hosts | fetch+parse (bare) | collect, first cycle | collect, steady "
+        "cycle | steady / bare | peak RSS bare | peak RSS collect | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b, c = r["bare"], r["collect"]
+        lines.append(
+            f"| {b['vms']} | {b['hosts']} | {b['seconds']:.2f} s | {c['first']:.2f} s | "
+            f"{c['steady']:.2f} s | {c['steady'] / b['seconds']:.2f}x | {b['rss']:.0f} MiB | "
+            f"{c['rss']:.0f} MiB | {c['rss'] / b['rss']:.2f}x |"
+        )
+    lines += ["", "| VMs | XML size | idlevm parse | pyone parse | pyone / idlevm |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        if "parse" in r:
+            p = r["parse"]
+            lines.append(
+                f"| {r['size']} | {p['bytes'] / 2**20:.1f} MiB | {p['ours']:.3f} s | "
+                f"{p['pyone']:.3f} s | {p['pyone'] / p['ours']:.1f}x |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--pyone-max", type=int, default=10000, help="largest pool for pyone")
+    for mode in ("serve", "bare", "collect", "parse"):
+        parser.add_argument(f"--{mode}", metavar="ARG")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(int(args.serve))
+    for mode, fn in (("bare", bare), ("collect", collect), ("parse", parse_vs_pyone)):
+        if getattr(args, mode):
+            print(json.dumps(fn(getattr(args, mode))))
+            return
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        rows.append(measure(size, with_pyone=size <= args.pyone_max))
+        print(f"measured {size} VMs", file=sys.stderr)
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()

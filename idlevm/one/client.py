@@ -1,0 +1,284 @@
+"""OneClient: the one place that talks XML-RPC to OpenNebula.
+
+stdlib xmlrpc.client with a Transport that gives separate connect and read timeouts and caps
+the response size (a broken or hostile endpoint must not exhaust memory or hang us).
+Not thread-safe: the transport keeps one HTTP connection; use one client per thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import xmlrpc.client
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+from xml.parsers import expat
+
+from idlevm.one.auth import Credentials, credentials_from_env, endpoint_from_env, parse_session
+from idlevm.one.errors import (
+    OneError,
+    OneTimeoutError,
+    OneTransportError,
+    error_for_code,
+    scrub,
+)
+from idlevm.one.parse import parse_host_pool, parse_vm, parse_vm_pool
+from idlevm.one.records import Host, VirtualMachine
+
+# one.vm.action names accepted by current OpenNebula (FACTS.md); anything else is refused
+# locally so a typo never reaches oned.
+VM_ACTIONS = frozenset(
+    {"terminate", "terminate-hard", "undeploy", "undeploy-hard", "poweroff", "poweroff-hard",
+     "reboot", "reboot-hard", "hold", "release", "stop", "suspend", "resume", "resched",
+     "unresched"}
+)  # fmt: skip
+DEFAULT_PAGE_SIZE = 2000
+DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+_READ_CHUNK = 256 * 1024
+# Pages overlap by this fraction so a VM deleted between two pages cannot shift another one
+# past the page boundary unseen; duplicates from the overlap are dropped by id.
+_OVERLAP_DIVISOR = 20
+_MAX_STEP_BACKS = 8  # consecutive, for one page
+
+POOL_FILTER_ALL = -2
+POOL_STATE_ALL_BUT_DONE = -1
+
+
+class _TimeoutsMixin:
+    """connect() with the connect timeout, then switch the socket to the read timeout."""
+
+    read_timeout: float
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if self.sock is not None:
+            self.sock.settimeout(self.read_timeout)
+
+
+class _HTTPConnection(_TimeoutsMixin, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_TimeoutsMixin, http.client.HTTPSConnection):
+    pass
+
+
+class _Transport(xmlrpc.client.Transport):
+    """HTTP(S) transport with two timeouts and a response size cap."""
+
+    # No gzip: a compressed reply could expand past any cap before we counted it.
+    accept_gzip_encoding = False
+
+    def __init__(
+        self,
+        https: bool,
+        connect_timeout: float,
+        timeout: float,
+        max_bytes: int,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__()
+        self._https = https
+        self._context = context
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        cached = self._connection[1]
+        if cached is not None and host == self._connection[0]:
+            return cached
+        chost, self._extra_headers, _ = self.get_host_info(host)
+        conn: _HTTPConnection | _HTTPSConnection
+        if self._https:
+            context = self._context or ssl.create_default_context()
+            conn = _HTTPSConnection(chost, timeout=self._connect_timeout, context=context)
+        else:
+            conn = _HTTPConnection(chost, timeout=self._connect_timeout)
+        conn.read_timeout = self._timeout
+        self._connection = host, conn
+        return conn
+
+    def parse_response(self, response: http.client.HTTPResponse) -> Any:
+        encoding = response.getheader("Content-Encoding", "") or ""
+        if encoding.lower() not in ("", "identity"):
+            raise OneTransportError(f"unexpected Content-Encoding {encoding[:32]!r}")
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self._max_bytes:
+            raise OneTransportError(f"response of {declared} bytes exceeds the cap")
+        parser, unmarshaller = self.getparser()
+        total = 0
+        while chunk := response.read(_READ_CHUNK):
+            total += len(chunk)
+            if total > self._max_bytes:
+                raise OneTransportError(f"response exceeds the cap of {self._max_bytes} bytes")
+            parser.feed(chunk)
+        parser.close()
+        return unmarshaller.close()
+
+
+class OneClient:
+    """Typed calls to one OpenNebula endpoint."""
+
+    def __init__(
+        self,
+        url: str,
+        session: str | Credentials,
+        connect_timeout: float = 5.0,
+        timeout: float = 30.0,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        creds = session if isinstance(session, Credentials) else parse_session(session)
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"unsupported URL scheme {scheme!r} (want http or https)")
+        self._creds = creds
+        # The URL's own userinfo ("http://user:pass@host") is a secret as well.
+        parts = urlsplit(url)
+        url_secrets = (parts.password or "", parts.netloc.rpartition("@")[0])
+        self._secrets = (creds.session, creds.password, *url_secrets)
+        self.url = url
+        self.page_size = page_size
+        transport = _Transport(
+            scheme == "https", connect_timeout, timeout, max_response_bytes, ssl_context
+        )
+        self._transport = transport
+        self._proxy = xmlrpc.client.ServerProxy(url, transport=transport)
+
+    @classmethod
+    def from_environment(cls, **kwargs: Any) -> OneClient:
+        """Endpoint from $ONE_XMLRPC, session from the one_auth lookup (see auth.py)."""
+        return cls(endpoint_from_env(), credentials_from_env(), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"OneClient({scrub(self.url, self._secrets)!r}, user={self._creds.user!r})"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> OneClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ calls
+
+    def version(self) -> str:
+        value = self.call("one.system.version")
+        if not isinstance(value, str):
+            raise OneTransportError("one.system.version did not return a string")
+        return value
+
+    def hosts(self) -> list[Host]:
+        return parse_host_pool(self._xml("one.hostpool.info"))
+
+    def vm(self, vm_id: int) -> VirtualMachine:
+        return parse_vm(self._xml("one.vm.info", _check_id(vm_id)))
+
+    def vms(self) -> list[VirtualMachine]:
+        """Every VM but DONE ones, full bodies (MONITORING included), fetched in pages."""
+        return list(self.iter_vms())
+
+    def iter_vms(self) -> Iterator[VirtualMachine]:
+        """As vms(), streamed page by page; each VM id is yielded once.
+
+        oned lists in id order (DESC by default, API_LIST_ORDER), but VMs come and go
+        between pages. Insertions only repeat VMs (dropped by id). Deletions before the
+        window shift it past VMs never seen: consecutive pages overlap, and a page sharing
+        no VM with the previous page's tail means the window slid, so it is fetched again
+        from further back.
+        """
+        size = self.page_size
+        overlap = size // _OVERLAP_DIVISOR
+        seen: set[int] = set()
+        offset, tail, step_backs, stale_pages = 0, frozenset[int](), 0, 0
+        while True:
+            page = list(parse_vm_pool(self._page(offset, size)))
+            # Never empty without changes: the overlap repeats the tail even at the end.
+            if tail and tail.isdisjoint(vm.id for vm in page):
+                step_backs += 1
+                if step_backs > _MAX_STEP_BACKS:
+                    # Better no answer than one silently missing VMs.
+                    raise OneTransportError("the VM pool changes too fast to list it whole")
+                offset = max(0, offset - (size - overlap))
+                continue
+            step_backs = 0
+            fresh = [vm for vm in page if vm.id not in seen]
+            seen.update(vm.id for vm in fresh)
+            yield from fresh
+            if len(page) < size:
+                return
+            # A server that keeps sending full pages of known VMs would loop forever.
+            stale_pages = 0 if fresh else stale_pages + 1
+            if stale_pages > _MAX_STEP_BACKS:
+                raise OneTransportError("one.vmpool.infoextended keeps repeating the same VMs")
+            tail = frozenset(vm.id for vm in page[size - overlap :]) if overlap else tail
+            offset += size - overlap
+
+    def _page(self, offset: int, size: int) -> str:
+        return self._xml(
+            "one.vmpool.infoextended",
+            POOL_FILTER_ALL,
+            offset,
+            -size,  # end below -1: a page of `size` VMs starting at `offset`
+            POOL_STATE_ALL_BUT_DONE,
+        )
+
+    def vm_action(self, action: str, vm_id: int) -> None:
+        if action not in VM_ACTIONS:
+            raise ValueError(f"unknown VM action {action!r}")
+        self.call("one.vm.action", action, _check_id(vm_id))
+
+    # ------------------------------------------------------------ plumbing
+
+    def _xml(self, method: str, *args: Any) -> str:
+        value = self.call(method, *args)
+        if not isinstance(value, str):
+            raise OneTransportError(f"{method} did not return an XML string", method=method)
+        return value
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call an OpenNebula method (session prepended); the success value or an error."""
+        try:
+            reply = getattr(self._proxy, method)(self._creds.session, *args)
+        except OneError as exc:
+            self._transport.close()
+            raise self._scrubbed(type(exc), exc.message, exc.code, method) from None
+        except TimeoutError as exc:
+            self._transport.close()
+            raise self._scrubbed(OneTimeoutError, f"timed out: {exc}", 0, method) from None
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error, expat.ExpatError,
+                ValueError, TypeError) as exc:  # fmt: skip
+            # `from None`: the original's text may hold the URL or an echoed secret.
+            self._transport.close()
+            detail = f"{type(exc).__name__}: {exc}"
+            raise self._scrubbed(OneTransportError, detail, 0, method) from None
+        return self._unpack(method, reply)
+
+    def _unpack(self, method: str, reply: Any) -> Any:
+        if not isinstance(reply, list | tuple) or len(reply) not in (3, 5):
+            raise OneTransportError("malformed OpenNebula reply", method=method)
+        ok, value, code = reply[0], reply[1], reply[2]
+        if not isinstance(ok, bool) or not isinstance(code, int):
+            raise OneTransportError("malformed OpenNebula reply", method=method)
+        if ok:
+            return value
+        message = scrub(str(value), self._secrets)
+        raise error_for_code(code, message, method)
+
+    def _scrubbed(self, cls: type[OneError], message: str, code: int, method: str) -> OneError:
+        return cls(scrub(message, self._secrets), code=code, method=method)
+
+
+def _check_id(vm_id: int) -> int:
+    if isinstance(vm_id, bool) or not isinstance(vm_id, int) or not 0 <= vm_id < 2**31:
+        raise ValueError(f"bad VM id {vm_id!r}")
+    return vm_id
