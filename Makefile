@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	@set -e; used="sqlite"; \
 	echo "=== pytest on SQLite ==="; \
-	DATABASE_URL= $(BIN)/pytest -q; \
+	env -u DATABASE_URL $(BIN)/pytest -q; \
 	if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_URL)'.replace('postgres://','postgresql://',1), connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "=== pytest on PostgreSQL ($(PG_URL)) ==="; \
 	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow"; used="$$used, postgresql"; \

@@ -14,7 +14,6 @@ import xmlrpc.client
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
-from xml.parsers import expat
 
 from idlevm.one.auth import Credentials, credentials_from_env, endpoint_from_env, parse_session
 from idlevm.one.errors import (
@@ -26,6 +25,7 @@ from idlevm.one.errors import (
 )
 from idlevm.one.parse import parse_host_pool, parse_vm, parse_vm_pool
 from idlevm.one.records import Host, VirtualMachine
+from idlevm.one.wire import decode_response
 
 # one.vm.action names accepted by current OpenNebula (FACTS.md); anything else is refused
 # locally so a typo never reaches oned.
@@ -109,15 +109,13 @@ class _Transport(xmlrpc.client.Transport):
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
             raise OneTransportError(f"response of {declared} bytes exceeds the cap")
-        parser, unmarshaller = self.getparser()
-        total = 0
+        chunks, total = [], 0
         while chunk := response.read(_READ_CHUNK):
             total += len(chunk)
             if total > self._max_bytes:
                 raise OneTransportError(f"response exceeds the cap of {self._max_bytes} bytes")
-            parser.feed(chunk)
-        parser.close()
-        return unmarshaller.close()
+            chunks.append(chunk)
+        return decode_response(b"".join(chunks))
 
 
 class OneClient:
@@ -255,8 +253,8 @@ class OneClient:
         except TimeoutError as exc:
             self._transport.close()
             raise self._scrubbed(OneTimeoutError, f"timed out: {exc}", 0, method) from None
-        except (OSError, http.client.HTTPException, xmlrpc.client.Error, expat.ExpatError,
-                ValueError, TypeError) as exc:  # fmt: skip
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error, ValueError,
+                TypeError) as exc:  # fmt: skip
             # `from None`: the original's text may hold the URL or an echoed secret.
             self._transport.close()
             detail = f"{type(exc).__name__}: {exc}"
