@@ -30,6 +30,7 @@ from idlevm.one.errors import (
     OneTimeoutError,
     OneTransportError,
 )
+from idlevm.one.idle import newest
 from idlevm.one.states import HOST_BY_NAME, LCM_BY_NAME, VM_BY_NAME, is_failure
 
 log = logging.getLogger("idlevm.collect")
@@ -176,25 +177,27 @@ def resolve_idle(
     for the VMs OpenNebula placed on it.
     """
     placed = {vm.id: vm.host_id for vm in vms}
-    chosen: dict[int, one.IdleRecord] = {}
+    from_hosts: dict[int, one.IdleRecord] = {}
     for host in hosts:
         for problem in host.idle_problems:
             subject = f"vm:{problem.vm_id}" if problem.vm_id is not None else f"host:{host.id}"
             message = f"IDLE attribute of host {host.name} (#{host.id}): {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, subject, message))
         for vm_id, rec in host.idle.items():
-            if placed.get(vm_id, -1) != host.id:
-                message = f"host {host.name} (#{host.id}) reports idle data for VM {vm_id}, "
-                message += "which OpenNebula does not place on that host: ignored"
-                out.conditions.append(Condition(Kind.IDLE_WRONG_HOST, f"vm:{vm_id}", message))
-            elif rec.newer_than(chosen.get(vm_id)):
-                chosen[vm_id] = rec
+            if placed.get(vm_id, -1) == host.id:  # so at most one host speaks for a VM
+                from_hosts[vm_id] = rec
+                continue
+            message = f"host {host.name} (#{host.id}) reports idle data for VM {vm_id}, "
+            message += "which OpenNebula does not place on that host: ignored"
+            out.conditions.append(Condition(Kind.IDLE_WRONG_HOST, f"vm:{vm_id}", message))
+    chosen: dict[int, one.IdleRecord] = {}
     for vm in vms:
         for problem in vm.idle_problems:
             message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
-        if vm.idle is not None and vm.idle.newer_than(chosen.get(vm.id)):
-            chosen[vm.id] = vm.idle
+        rec = newest(vm.idle, from_hosts.get(vm.id))
+        if rec is not None:
+            chosen[vm.id] = rec
     return chosen
 
 

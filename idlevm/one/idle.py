@@ -321,8 +321,6 @@ def newest(vm_record: IdleRecord | None, host_record: IdleRecord | None) -> Idle
         return host_record
     if host_record is None:
         return vm_record
-    # Explicit rather than IdleRecord.newer_than so a tie goes to MONITORING whatever the
-    # records' `source` fields say.
     if (host_record.received, host_record.seq) > (vm_record.received, vm_record.seq):
         return host_record
     return vm_record

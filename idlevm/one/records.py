@@ -33,15 +33,6 @@ class IdleRecord:
     rejected: int = 0
     source: str = "vm"  # "vm" (MONITORING IDLE_*) or "host" (host template IDLE)
 
-    def newer_than(self, other: IdleRecord | None) -> bool:
-        if other is None:
-            return True
-        return (self.received, self.seq, self.source == "vm") > (
-            other.received,
-            other.seq,
-            other.source == "vm",
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class IdleProblem:

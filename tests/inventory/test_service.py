@@ -93,6 +93,15 @@ def test_slow_opennebula_times_out_and_keeps_the_last_good_inventory(one_setting
     assert VirtualMachine.objects.filter(gone_at__isnull=False).count() == 0
 
 
+def test_a_slow_but_successful_fetch_is_stored_and_flagged(one_settings, onesim):
+    one_settings.ONE_SLOW_SECONDS = 0.2
+    onesim.cloud.set_fault(delay=0.3, calls=1)  # only the first call (the host pool) is slow
+    call_command("suspend_service", "--once")
+    assert CollectionRun.objects.get().outcome == "ok"
+    assert VirtualMachine.objects.exists()
+    assert "ONE_SLOW_SECONDS" in ErrorMessage.objects.get(kind="one_slow").message
+
+
 def test_missing_auth_file_names_the_paths_tried(one_settings, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     one_settings.ONE_AUTH = str(tmp_path / "nope")
