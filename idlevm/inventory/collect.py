@@ -183,9 +183,9 @@ def resolve_idle(
             subject = f"vm:{problem.vm_id}" if problem.vm_id is not None else f"host:{host.id}"
             message = f"IDLE attribute of host {host.name} (#{host.id}): {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, subject, message))
-        for vm_id, rec in host.idle.items():
+        for vm_id, host_rec in host.idle.items():
             if placed.get(vm_id, -1) == host.id:  # so at most one host speaks for a VM
-                from_hosts[vm_id] = rec
+                from_hosts[vm_id] = host_rec
                 continue
             message = f"host {host.name} (#{host.id}) reports idle data for VM {vm_id}, "
             message += "which OpenNebula does not place on that host: ignored"
@@ -195,9 +195,9 @@ def resolve_idle(
         for problem in vm.idle_problems:
             message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
-        rec = newest(vm.idle, from_hosts.get(vm.id))
-        if rec is not None:
-            chosen[vm.id] = rec
+        best = newest(vm.idle, from_hosts.get(vm.id))
+        if best is not None:
+            chosen[vm.id] = best
     return chosen
 
 
