@@ -39,18 +39,11 @@ def maxrss_mib() -> float:
 
 def serve(vms: int) -> None:
     """Simulator process: a generated cloud with idle data on every running VM."""
-    from idlevm.one.idle import format_monitoring_idle
-    from idlevm.one.records import IdleRecord
+    from idlevm.onesim.feeder import IdleFeeder
     from idlevm.onesim.testing import Simulator, build_cloud
 
     cloud = build_cloud(hosts=max(1, vms // HOSTS_PER_VM), vms=vms, seed=42, auth=SESSION)
-    now = int(time.time())
-    for vm_id in cloud.vm_ids():
-        if cloud.vm_state(vm_id) == ("ACTIVE", "RUNNING"):
-            rec = IdleRecord(seq=1, time=now, received=now, idle=vm_id % 3 == 0,
-                             idle_since=now - 3600 if vm_id % 3 == 0 else None, cpu=1.5,
-                             load=0.1, net_rx=100.0, net_tx=20.0, disk=0.0, sessions=0)  # fmt: skip
-            cloud.set_vm_monitoring(vm_id, format_monitoring_idle(rec))
+    IdleFeeder(cloud).publish_once()
     sim = Simulator(cloud).start()
     print(sim.url, flush=True)
     sys.stdin.read()  # until the parent closes our stdin

@@ -29,7 +29,7 @@ if not User.objects.filter(username='admin').exists():
 echo "web console: http://127.0.0.1:8000/  (login admin / admin)"
 
 $BIN/python -m idlevm.onesim --listen "127.0.0.1:$PORT" --auth "$(cat var/one_auth)" \
-  --hosts 5 --vms 60 --seed 7 --transition-seconds 5 &
+  --hosts 5 --vms 60 --seed 7 --transition-seconds 5 --idle-data 20 &
 pids+=($!)
 sleep 1
 $BIN/python manage.py suspend_service --loop --interval "${DEMO_INTERVAL:-20}" &

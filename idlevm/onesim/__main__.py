@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from idlevm.onesim.feeder import IdleFeeder
 from idlevm.onesim.scenario import ScenarioError
 from idlevm.onesim.server import OneSimServer
 from idlevm.onesim.testing import build_cloud
@@ -56,6 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="desc",
         help="pool order by id, like oned.conf API_LIST_ORDER (default desc)",
     )
+    p.add_argument(
+        "--idle-data",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="publish IDLE_* records for running VMs every SECONDS (0 = never), "
+        "standing in for agents and the host probe",
+    )
     return p.parse_args(argv)  # fmt: skip
 
 
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"onesim: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr)
         return 1
+    feeder = IdleFeeder(cloud, args.idle_data).start() if args.idle_data > 0 else None
     cloud.warm()  # render every VM once now, so the first big pool call is not the slow one
     stop = threading.Event()
 
@@ -87,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     thread.start()
     print(f"onesim listening on {server.url}", flush=True)
     stop.wait()
+    if feeder is not None:
+        feeder.stop()
     server.shutdown()
     thread.join()
     server.server_close()
