@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from idlevm.inventory import conditions
@@ -37,6 +37,8 @@ log = logging.getLogger("idlevm.collect")
 
 ACTIVE, RUNNING = VM_BY_NAME["ACTIVE"], LCM_BY_NAME["RUNNING"]
 BAD_HOST_STATES = {HOST_BY_NAME["ERROR"], HOST_BY_NAME["OFFLINE"]}
+# Host clocks drift a little (NTP keeps them close): beyond this a receive time is bogus.
+FUTURE_SKEW_SECONDS = 300
 
 
 class PoolSource(Protocol):
@@ -94,7 +96,7 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
     try:
         with transaction.atomic():
             stored = store(fetched, run, now)
-    except (DatabaseError, ValueError, TypeError) as exc:
+    except Exception as exc:  # any failure must end as a recorded, failed run
         log.exception("collection run %s failed while storing", run.pk)
         message = f"storing the pools failed, nothing was changed: {type(exc).__name__}: {exc}"
         return finish_failed(run, Condition(Kind.COLLECTION_FAILED, "one", message))
@@ -125,7 +127,7 @@ def store(fetched: Fetched, run: CollectionRun, now: datetime) -> Stored:
         )
         stored.conditions.append(Condition(Kind.ONE_SLOW, "one", message))
     store_hosts(fetched.hosts, run, now, stored)
-    idle = resolve_idle(fetched.hosts, fetched.vms, stored)
+    idle = resolve_idle(fetched.hosts, fetched.vms, now, stored)
     store_vms(fetched.vms, idle, run, now, stored)
     stored.conditions += vm_conditions(fetched.vms, idle, now)
     conditions.record(stored.conditions, now)
@@ -169,7 +171,7 @@ def store_hosts(hosts: list[one.Host], run: CollectionRun, now: datetime, out: S
 
 
 def resolve_idle(
-    hosts: list[one.Host], vms: list[one.VirtualMachine], out: Stored
+    hosts: list[one.Host], vms: list[one.VirtualMachine], now: datetime, out: Stored
 ) -> dict[int, one.IdleRecord]:
     """The record each VM's data comes from: the newer of its MONITORING and its host's IDLE.
 
@@ -181,8 +183,9 @@ def resolve_idle(
     for host in hosts:
         for problem in host.idle_problems:
             subject = f"vm:{problem.vm_id}" if problem.vm_id is not None else f"host:{host.id}"
+            kind = Kind.IDLE_WRONG_HOST if problem.wrong_host else Kind.IDLE_MALFORMED
             message = f"IDLE attribute of host {host.name} (#{host.id}): {problem.reason}"
-            out.conditions.append(Condition(Kind.IDLE_MALFORMED, subject, message))
+            out.conditions.append(Condition(kind, subject, message))
         for vm_id, host_rec in host.idle.items():
             if placed.get(vm_id, -1) == host.id:  # so at most one host speaks for a VM
                 from_hosts[vm_id] = host_rec
@@ -191,12 +194,17 @@ def resolve_idle(
             message += "which OpenNebula does not place on that host: ignored"
             out.conditions.append(Condition(Kind.IDLE_WRONG_HOST, f"vm:{vm_id}", message))
     chosen: dict[int, one.IdleRecord] = {}
+    latest = int(now.timestamp()) + FUTURE_SKEW_SECONDS
     for vm in vms:
         for problem in vm.idle_problems:
             message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
         best = newest(vm.idle, from_hosts.get(vm.id))
-        if best is not None:
+        if best is not None and best.received > latest:
+            # A record from the future would never go stale and win every comparison.
+            message = f"idle data of VM {vm.id} was received in the future ({best.received})"
+            out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
+        elif best is not None:
             chosen[vm.id] = best
     return chosen
 

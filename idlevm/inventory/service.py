@@ -62,9 +62,13 @@ def run_loop(interval: float, cycle: Callable[[], CollectionRun] = run_cycle) ->
     cycles = 0
     try:
         while not stop.is_set():
-            run = cycle()
             cycles += 1
-            log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
+            try:
+                run = cycle()
+            except Exception:  # a daemon outlives one bad cycle
+                log.exception("cycle %s failed unexpectedly", cycles)
+            else:
+                log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
             stop.wait(interval)
     finally:
         for signum, handler in previous.items():

@@ -26,6 +26,13 @@ _INT = re.compile(r"[0-9]{1,16}")
 _FLOAT = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,16})?")
 _WORD = re.compile(r"[a-z]{1,16}")
 _HOST_CHARS = re.compile(r"[0-9a-z.,;:=_]*")
+_NON_EMPTY_SEGMENT = re.compile(r"[^;]+")
+
+
+# Timestamps must be real dates (2000-01-01 .. 2100-01-01): a VM-chosen 2**40 would overflow
+# datetime arithmetic downstream and fail the whole collection cycle.
+EPOCH_MIN = 946_684_800
+EPOCH_MAX = 4_102_444_800
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +47,10 @@ class _Field:
 _FIELDS = (
     _Field("v", "IDLE_VERSION", "int", 1, 1),
     _Field("seq", "IDLE_SEQ", "int", 0, 2**53),
-    _Field("ts", "IDLE_TIME", "int", 0, 2**40),
-    _Field("rcv", "IDLE_RECEIVED", "int", 0, 2**40),
+    _Field("ts", "IDLE_TIME", "int", EPOCH_MIN, EPOCH_MAX),
+    _Field("rcv", "IDLE_RECEIVED", "int", EPOCH_MIN, EPOCH_MAX),
     _Field("state", "IDLE_STATE", "word", 0, 0),
-    _Field("since", "IDLE_SINCE", "int", 0, 2**40),
+    _Field("since", "IDLE_SINCE", "int", 0, EPOCH_MAX),
     _Field("cpu", "IDLE_CPU", "float", 0, 100),
     _Field("steal", "IDLE_STEAL", "float", 0, 100),
     _Field("load", "IDLE_LOAD", "float", 0, 1e6),
@@ -104,6 +111,8 @@ def _build(values: Mapping[str, Value], source: str) -> IdleRecord:
     ts = int(values["ts"])
     if since is not None and int(since) > ts:
         raise _Bad(f"{_label('since', source)}: later than {_label('ts', source)}")
+    if since and int(since) < EPOCH_MIN:
+        raise _Bad(f"{_label('since', source)}: out of range")
     extra = {_ATTRS[k]: v for k, v in values.items() if k in _ATTRS}
     return IdleRecord(
         seq=int(values["seq"]),
@@ -187,7 +196,8 @@ def parse_host_idle(
         elif isinstance(result, IdleProblem):
             problems.append(result)
         elif vm_id is not None and host_vm_ids is not None and vm_id not in host_vm_ids:
-            problems.append(IdleProblem(vm_id, f"idle data for VM {vm_id}: not on this host"))
+            reason = f"idle data for VM {vm_id}, which OpenNebula does not place on this host"
+            problems.append(IdleProblem(vm_id, reason, wrong_host=True))
         elif vm_id is not None:
             records[vm_id] = result
     return records, problems
@@ -217,7 +227,8 @@ def _split_bounded(value: str, start: int) -> tuple[list[str], int]:
 
 
 def _count_segments(value: str, start: int) -> int:
-    return sum(1 for seg in value[start:].split(";") if seg) if start < len(value) else 0
+    """Non-empty segments after `start`, counted without building them (O(1) memory)."""
+    return sum(1 for _ in _NON_EMPTY_SEGMENT.finditer(value, start))
 
 
 def _parse_segment(seg: str) -> tuple[int | None, IdleRecord | IdleProblem]:

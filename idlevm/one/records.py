@@ -40,6 +40,7 @@ class IdleProblem:
 
     vm_id: int | None
     reason: str
+    wrong_host: bool = False  # data for a VM OpenNebula does not place on that host
 
 
 @dataclass(frozen=True, slots=True)

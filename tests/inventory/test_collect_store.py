@@ -140,6 +140,27 @@ def test_host_idle_data_for_a_vm_not_on_that_host_is_refused():
     assert ErrorMessage.objects.filter(kind="idle_wrong_host", subject="vm:1").exists()
 
 
+def test_host_idle_data_for_a_vm_outside_its_vms_list_is_a_wrong_host_error():
+    now = int(time.time())
+    value = f"1;7:seq=1,ts={now},rcv={now},state=idle,since={now - 60}"
+    from idlevm.one.idle import parse_host_idle
+
+    records, problems = parse_host_idle(value, host_vm_ids=(1,))
+    source = StaticSource(
+        [host(0, vm_ids=(1,), idle=records, idle_problems=tuple(problems))], [vm(7, idle=None)]
+    )
+    collect_once(source)
+    assert ErrorMessage.objects.filter(kind="idle_wrong_host", subject="vm:7").exists()
+    assert not ErrorMessage.objects.filter(kind="idle_malformed").exists()
+
+
+def test_a_record_received_in_the_future_is_refused():
+    future = idle_record(received=int(time.time()) + 3600)
+    collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=future)]))
+    assert VirtualMachine.objects.get(id=1).idle is None
+    assert "future" in ErrorMessage.objects.get(kind="idle_malformed").message
+
+
 def test_newer_of_monitoring_and_host_record_wins():
     now = int(time.time())
     old_vm = idle_record(seq=1, received=now - 60, idle=True)

@@ -48,15 +48,30 @@ def test_idle_data_arrives_by_both_published_paths(one_settings, onesim):
     assert (second.idle, second.idle_seq, second.idle_source) == (False, 9, "host")
 
 
-def test_hostile_monitoring_values_are_rejected_and_reported(one_settings, onesim):
-    target = running_vms(onesim)[0]
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("IDLE_CPU", "1e309"),
+        ("IDLE_TIME", "1099511627776"),  # 2**40: would overflow datetime arithmetic
+        ("IDLE_RECEIVED", "0"),
+        ("IDLE_SINCE", "1"),  # a stretch starting in 1970
+        ("IDLE_STATE", "idle\nIDLE_STATE=busy"),
+    ],
+)
+def test_hostile_monitoring_values_are_rejected_and_the_cycle_goes_on(
+    one_settings, onesim, key, value
+):
+    target, other = running_vms(onesim)[:2]
     values = format_monitoring_idle(idle_record())
-    values["IDLE_CPU"] = "1e309"
+    values[key] = value
     onesim.cloud.set_vm_monitoring(target.id, values)
+    onesim.cloud.set_vm_monitoring(other.id, format_monitoring_idle(idle_record(seq=3)))
     call_command("suspend_service", "--once")
+    assert CollectionRun.objects.get().outcome == "ok"
     assert VirtualMachine.objects.get(id=target.id).idle is None
+    assert VirtualMachine.objects.get(id=other.id).idle_seq == 3  # the others are unharmed
     error = ErrorMessage.objects.get(kind="idle_malformed", subject=f"vm:{target.id}")
-    assert "IDLE_CPU" in error.message
+    assert key in error.message
 
 
 def test_wrong_password_fails_the_run_without_leaking_the_secret(one_settings, onesim, tmp_path):

@@ -20,7 +20,7 @@ DOC_EXAMPLE = (
     "1;42:seq=17,ts=1764030000,rcv=1764030002,state=idle,since=1764020000,cpu=0.4,rx=120;"
     "43:seq=3,ts=1764030000,rcv=1764030001,state=busy,since=0"
 )
-GOOD = "seq=1,ts=100,rcv=101,state=busy"
+GOOD = "seq=1,ts=1764000100,rcv=1764000101,state=busy"
 MON = {
     "IDLE_VERSION": "1",
     "IDLE_SEQ": "17",
@@ -34,7 +34,7 @@ MON = {
 
 
 def rec(**kw: object) -> IdleRecord:
-    base: dict[str, object] = {"seq": 1, "time": 100, "received": 101, "idle": False}
+    base: dict[str, object] = {"seq": 1, "time": 1764000100, "received": 1764000101, "idle": False}
     base.update(kw)
     return IdleRecord(**base)  # type: ignore[arg-type]
 
@@ -108,7 +108,7 @@ def test_host_duplicate_rejected_both_times() -> None:
 def test_host_vm_not_on_host() -> None:
     records, problems = parse_host_idle(f"1;42:{GOOD};99:{GOOD}", [42])
     assert list(records) == [42]
-    assert problems[0].vm_id == 99 and "not on this host" in problems[0].reason
+    assert problems[0].vm_id == 99 and problems[0].wrong_host
 
 
 def test_host_unknown_vms_accepted_when_host_lists_none() -> None:
@@ -170,7 +170,10 @@ def test_host_huge_attribute_is_fast_and_bounded() -> None:
 
 
 def test_newest_rule() -> None:
-    vm_old, host_new = rec(received=100, source="vm"), rec(received=101, source="host")
+    vm_old, host_new = (
+        rec(received=1764000100, source="vm"),
+        rec(received=1764000101, source="host"),
+    )
     assert newest(vm_old, host_new) is host_new
     vm_seq, host_seq = rec(seq=5, source="vm"), rec(seq=4, source="host")
     assert newest(vm_seq, host_seq) is vm_seq
@@ -182,7 +185,8 @@ def test_newest_rule() -> None:
 
 
 FULL = IdleRecord(
-    seq=9, time=1000, received=1002, idle=True, idle_since=400, cpu=0.25, steal=1.5,
+    seq=9, time=1764001000, received=1764001002, idle=True, idle_since=1764000400, cpu=0.25,
+    steal=1.5,
     load=0.01, disk=12345.5, net_rx=1e12, net_tx=0.000001, sessions=2, input_age=3600,
     busy_procs=0, gpu=99.5, rejected=3,
 )  # fmt: skip
@@ -245,3 +249,16 @@ def test_non_string_input_does_not_raise() -> None:
     assert parse_host_idle(None, [1])[0] == {}  # type: ignore[arg-type]
     record, problems = parse_monitoring_idle({**MON, "IDLE_SEQ": 5})  # type: ignore[dict-item]
     assert record is None and problems
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        "seq=1,ts=1099511627776,rcv=1764000000,state=busy",  # 2**40: past year 2100
+        "seq=1,ts=1764000000,rcv=0,state=busy",
+        "seq=1,ts=1764000000,rcv=1764000000,state=idle,since=1",  # idle since 1970
+    ],
+)
+def test_timestamps_outside_real_dates_are_rejected(pairs: str) -> None:
+    records, problems = parse_host_idle(f"1;5:{pairs}")
+    assert records == {} and len(problems) == 1 and problems[0].vm_id == 5

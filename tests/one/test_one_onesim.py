@@ -65,7 +65,9 @@ def test_paging_large_pool(sim: Any) -> None:
 
 def test_vm_and_vms_agree(sim: Any, client: OneClient) -> None:
     target = next(vm for vm in client.vms() if vm.host_id is not None)
-    rec = IdleRecord(seq=3, time=1000, received=2000, idle=True, idle_since=500, cpu=0.2)
+    rec = IdleRecord(
+        seq=3, time=1764001000, received=1764002000, idle=True, idle_since=1764000500, cpu=0.2
+    )
     sim.cloud.set_vm_monitoring(target.id, format_monitoring_idle(rec))
     single = client.vm(target.id)
     from_pool = next(vm for vm in client.vms() if vm.id == target.id)
@@ -76,9 +78,11 @@ def test_vm_and_vms_agree(sim: Any, client: OneClient) -> None:
 def test_classic_idle_and_newest(sim: Any, client: OneClient) -> None:
     vm = next(vm for vm in client.vms() if vm.host_id is not None)
     assert vm.host_id is not None
-    host_rec = IdleRecord(seq=9, time=1000, received=3000, idle=False)
+    host_rec = IdleRecord(seq=9, time=1764001000, received=1764003000, idle=False)
     sim.cloud.set_host_template(vm.host_id, {"IDLE": format_host_idle({vm.id: host_rec})})
-    vm_rec = IdleRecord(seq=10, time=1000, received=2999, idle=True, idle_since=10)
+    vm_rec = IdleRecord(
+        seq=10, time=1764001000, received=1764002999, idle=True, idle_since=1764000010
+    )
     sim.cloud.set_vm_monitoring(vm.id, format_monitoring_idle(vm_rec))
     host = next(h for h in client.hosts() if h.id == vm.host_id)
     assert host.idle_problems == () and host.idle[vm.id].source == "host"

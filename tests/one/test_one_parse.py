@@ -19,7 +19,9 @@ from idlevm.one.parse import (
 )
 from idlevm.one.records import IdleRecord
 
-IDLE = IdleRecord(seq=4, time=1000, received=1005, idle=True, idle_since=100, cpu=0.5)
+IDLE = IdleRecord(
+    seq=4, time=1764001000, received=1764001005, idle=True, idle_since=1764000100, cpu=0.5
+)
 
 
 def test_vm_fields() -> None:
