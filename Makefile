@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+comma := ,
+EXTRAS ?= dev
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)-$(subst $(comma),-,$(EXTRAS))
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 export DEBUG ?= 1
 
 .PHONY: help venv test lint typecheck pytest demo bench clean
@@ -16,7 +19,7 @@ help:
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -28,17 +31,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy suspend_service idlevm/one idlevm/onesim idlevm/inventory idlevm/web
 
-# The suite runs on SQLite, then again on PostgreSQL when one answers at $(PG_URL).
+# The suite runs on SQLite, then again on each server database that answers: PostgreSQL
+# (production) and MariaDB (when mysqlclient is installed: EXTRAS=dev,mysql).
 pytest: $(STAMP)
 	@set -e; used="sqlite"; \
 	echo "=== pytest on SQLite ==="; \
 	env -u DATABASE_URL $(BIN)/pytest -q; \
-	if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_URL)'.replace('postgres://','postgresql://',1), connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "=== pytest on PostgreSQL ($(PG_URL)) ==="; \
-	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not slow"; used="$$used, postgresql"; \
-	else \
-	  echo "=== PostgreSQL does not answer at $(PG_URL): skipped ==="; \
-	fi; \
+	for url in $(PG_URL) $(MYSQL_URL); do \
+	  if $(BIN)/python -m suspend_service.dbcheck "$$url"; then \
+	    echo "=== pytest on $$url ==="; \
+	    DATABASE_URL=$$url $(BIN)/pytest -q -m "not slow"; used="$$used, $${url%%:*}"; \
+	  else \
+	    echo "=== $$url does not answer: skipped ==="; \
+	  fi; \
+	done; \
 	echo "=== databases used: $$used ==="
 
 test: lint typecheck pytest

@@ -41,5 +41,5 @@ def record(conditions: Iterable[Condition], now: datetime) -> int:
         conflict=["kind", "subject"],
         update=["message", "modified"],
         increment=["count"],
-        reset={"cleared": False, "cleared_at": None},
+        reset={"cleared": "FALSE", "cleared_at": "NULL"},
     )  # fmt: skip

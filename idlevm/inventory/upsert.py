@@ -8,7 +8,7 @@ the query count stays constant and 10k rows take milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models
@@ -43,7 +43,7 @@ def _assignments(
     table: str,
     update: Sequence[str],
     increment: Sequence[str],
-    reset: Sequence[str],
+    reset: Mapping[str, str],
 ) -> list[str]:
     mysql = connection.vendor == "mysql"
     sets = []
@@ -53,7 +53,7 @@ def _assignments(
     for name in increment:
         col = _column(model, name)
         sets.append(f"{col} = {col} + 1" if mysql else f"{col} = {table}.{col} + 1")
-    sets += [f"{_column(model, name)} = %s" for name in reset]
+    sets += [f"{_column(model, name)} = {sql}" for name, sql in reset.items()]
     return sets
 
 
@@ -65,12 +65,13 @@ def upsert(
     conflict: Sequence[str],
     update: Sequence[str],
     increment: Sequence[str] = (),
-    reset: dict[str, Any] | None = None,
+    reset: Mapping[str, str] | None = None,
 ) -> int:
     """Insert `rows` (tuples in `columns` order); on a `conflict` key, update the row.
 
     `update` columns take the new value, `increment` columns add one to the stored value,
-    `reset` columns take a fixed value. Returns the number of rows sent.
+    `reset` columns take a fixed SQL constant (e.g. "NULL"): constants, not parameters,
+    because mysqlclient's executemany only fills the VALUES part. Returns the rows sent.
     """
     converters = _converters(model, columns)
     prepared = [tuple(conv(v) for conv, v in zip(converters, row, strict=True)) for row in rows]
@@ -78,10 +79,7 @@ def upsert(
         return 0
     table = connection.ops.quote_name(model._meta.db_table)
     cols = [_column(model, c) for c in columns]
-    reset = reset or {}
-    reset_converters = _converters(model, list(reset))
-    reset_values = [conv(v) for conv, v in zip(reset_converters, reset.values(), strict=True)]
-    sets = _assignments(model, table, update, increment, list(reset))
+    sets = _assignments(model, table, update, increment, reset or {})
     sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
     if connection.vendor == "mysql":
         # MySQL has no conflict target: any unique key conflicts.
@@ -91,7 +89,6 @@ def upsert(
         target = ", ".join(_column(model, c) for c in conflict)
         action = f"UPDATE SET {', '.join(sets)}" if sets else "NOTHING"
         sql += f" ON CONFLICT ({target}) DO {action}"
-    params = [row + tuple(reset_values) for row in prepared]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(sql, prepared)
     return len(prepared)

@@ -85,3 +85,11 @@ def test_settings_module_refuses_to_start_without_secret_key_in_production(tmp_p
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_dbcheck_tells_a_database_that_answers_from_one_that_does_not(tmp_path):
+    from suspend_service.dbcheck import answers
+
+    assert answers(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    assert not answers("postgres://nobody@127.0.0.1:1/nothing")
+    assert not answers("mysql://nobody@127.0.0.1:1/nothing")
