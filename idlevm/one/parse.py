@@ -1,8 +1,10 @@
 """OpenNebula XML bodies to records, with lxml.
 
-Hardened: no network, no DTD loading, no entity expansion, no huge_tree (libxml2's default
-limits on text node size and depth stay on). VM pools are streamed with iterparse and each
-VM element is dropped once converted, so a 100k-VM pool never exists as one tree.
+Hardened: no network, no DTD loading, no entity expansion. huge_tree is on: with libxml2's
+10 MB text-node limit, one VM owner's oversized USER_TEMPLATE value would make the whole
+page unparseable and fail the cycle for everyone; the transport caps the reply size
+instead, and _scalars drops long values. VM pools are streamed with iterparse and each VM
+element is dropped once converted, so a 100k-VM pool never exists as one tree.
 
 Tolerant of missing optional elements (3.x XML lacks CLUSTER, VMS, USER_TEMPLATE,
 MONITORING, ...), strict about types: an element that is present but not an integer where
@@ -43,7 +45,7 @@ _PARSER_OPTIONS: dict[str, bool] = {
     "resolve_entities": False,
     "no_network": True,
     "load_dtd": False,
-    "huge_tree": False,
+    "huge_tree": True,
     "remove_comments": True,
     "remove_pis": True,
 }
