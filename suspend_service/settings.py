@@ -84,7 +84,7 @@ ONE_XMLRPC = env_str("ONE_XMLRPC", "http://localhost:2633/RPC2")
 ONE_AUTH = env_str("ONE_AUTH", "")
 ONE_CONNECT_TIMEOUT = env_float("ONE_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 ONE_TIMEOUT = env_float("ONE_TIMEOUT", 60.0, minimum=0.1)
-ONE_PAGE_SIZE = env_int("ONE_PAGE_SIZE", 2000, minimum=1)
+ONE_PAGE_SIZE = env_int("ONE_PAGE_SIZE", 2000, minimum=100)
 # A cycle whose OpenNebula calls take longer than this records a "slow" error.
 ONE_SLOW_SECONDS = env_float("ONE_SLOW_SECONDS", 30.0, minimum=0.1)
 

@@ -132,8 +132,9 @@ class OneClient:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         creds = session if isinstance(session, Credentials) else parse_session(session)
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+        if page_size < 2:
+            # Overlapping pages need two VMs; and end=-1 would mean "no limit", not paging.
+            raise ValueError("page_size must be at least 2")
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme {scheme!r} (want http or https)")
@@ -188,20 +189,24 @@ class OneClient:
     def iter_vms(self) -> Iterator[VirtualMachine]:
         """As vms(), streamed page by page; each VM id is yielded once.
 
-        oned lists in id order (DESC by default, API_LIST_ORDER), but VMs come and go
-        between pages. Insertions only repeat VMs (dropped by id). Deletions before the
-        window shift it past VMs never seen: consecutive pages overlap, and a page sharing
-        no VM with the previous page's tail means the window slid, so it is fetched again
-        from further back.
+        oned lists in id order (DESC by default, API_LIST_ORDER, ASC possible) and pages by
+        offset, while VMs come and go between pages. Consecutive pages overlap, so the next
+        page must start at or before the previous page's last id (in list order): then no
+        VM that lived through the listing was skipped. If it starts past it, VMs before the
+        window were deleted and the window slid: that page is fetched again from further
+        back. Insertions only repeat VMs, dropped by id.
         """
         size = self.page_size
-        overlap = size // _OVERLAP_DIVISOR
+        overlap = max(1, size // _OVERLAP_DIVISOR)
         seen: set[int] = set()
-        offset, tail, step_backs, stale_pages = 0, frozenset[int](), 0, 0
+        offset, last_id, order = 0, -1, 0
+        step_backs = stale_pages = 0
         while True:
             page = list(parse_vm_pool(self._page(offset, size)))
-            # Never empty without changes: the overlap repeats the tail even at the end.
-            if tail and tail.isdisjoint(vm.id for vm in page):
+            order = order or _order(page)
+            # Without changes an empty page never follows a full one: the pool shrank.
+            slid = not page or (page[0].id - last_id) * order > 0
+            if last_id >= 0 and slid:
                 step_backs += 1
                 if step_backs > _MAX_STEP_BACKS:
                     # Better no answer than one silently missing VMs.
@@ -218,7 +223,7 @@ class OneClient:
             stale_pages = 0 if fresh else stale_pages + 1
             if stale_pages > _MAX_STEP_BACKS:
                 raise OneTransportError("one.vmpool.infoextended keeps repeating the same VMs")
-            tail = frozenset(vm.id for vm in page[size - overlap :]) if overlap else tail
+            last_id = page[-1].id
             offset += size - overlap
 
     def _page(self, offset: int, size: int) -> str:
@@ -274,6 +279,13 @@ class OneClient:
 
     def _scrubbed(self, cls: type[OneError], message: str, code: int, method: str) -> OneError:
         return cls(scrub(message, self._secrets), code=code, method=method)
+
+
+def _order(page: list[VirtualMachine]) -> int:
+    """+1 if the page lists ids ascending, -1 descending, 0 if it cannot tell."""
+    if len(page) < 2 or page[0].id == page[1].id:
+        return 0
+    return 1 if page[1].id > page[0].id else -1
 
 
 def _check_id(vm_id: int) -> int:
