@@ -252,7 +252,7 @@ def test_paging_survives_deletion_of_the_previous_pages_tail(
 
     def delete_last_page_tail(n: int) -> None:
         if pool.calls and n > 1:
-            flt, start, end, state = pool.calls[-2]
+            _, start, end, _ = pool.calls[-2]
             ordered = sorted(pool.ids, reverse=descending)
             tail = ordered[max(0, start - end - 5) : start - end]  # last 5 of that page
             read_tails.extend(tail)
