@@ -243,9 +243,7 @@ def test_paging_gives_up_on_a_looping_server(serve: Any) -> None:
 
 
 @pytest.mark.parametrize("descending", [True, False])
-def test_paging_survives_deletion_of_the_previous_pages_tail(
-    serve: Any, descending: bool
-) -> None:
+def test_paging_survives_deletion_of_the_previous_pages_tail(serve: Any, descending: bool) -> None:
     """The VMs a page overlaps with are the ones deleted: nothing unread may be skipped."""
     pool = PoolServer(list(range(200)), descending)
     read_tails: list[int] = []
