@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.utils import timezone
 from idlevm.inventory.collect import collect_once, finish_failed
 from idlevm.inventory.conditions import Condition, Kind
 from idlevm.inventory.models import CollectionRun
-from idlevm.one.auth import credentials_from_env
+from idlevm.one.auth import Credentials, credentials_from_env, read_auth_file
 from idlevm.one.client import OneClient
 from idlevm.one.errors import OneConfigError, OneError
 
@@ -24,15 +25,29 @@ log = logging.getLogger("idlevm.service")
 
 def make_client() -> OneClient:
     """The OpenNebula client from settings (ONE_XMLRPC, ONE_AUTH and the timeouts)."""
-    environ = {**os.environ, "ONE_AUTH": settings.ONE_AUTH} if settings.ONE_AUTH else None
-    credentials = credentials_from_env(environ)
     return OneClient(
         settings.ONE_XMLRPC,
-        credentials,
+        credentials(),
         connect_timeout=settings.ONE_CONNECT_TIMEOUT,
         timeout=settings.ONE_TIMEOUT,
         page_size=settings.ONE_PAGE_SIZE,
     )
+
+
+def credentials() -> Credentials:
+    """The session: from ONE_AUTH when it is set, else OpenNebula's own lookup order.
+
+    Stricter than OpenNebula, which skips an ONE_AUTH that names no file: a typo must not
+    make the service fall back to oneadmin's ~/.one/one_auth.
+    """
+    if not settings.ONE_AUTH:
+        return credentials_from_env({k: v for k, v in os.environ.items() if k != "ONE_AUTH"})
+    path = Path(settings.ONE_AUTH)
+    if path.is_file():
+        return read_auth_file(path)
+    if ":" in settings.ONE_AUTH:  # looks like user:password itself: never echo it
+        raise OneConfigError("ONE_AUTH must be the path of a file holding user:password")
+    raise OneConfigError(f"ONE_AUTH names no readable file: {path}")
 
 
 def run_cycle() -> CollectionRun:

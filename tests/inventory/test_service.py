@@ -117,12 +117,39 @@ def test_a_slow_but_successful_fetch_is_stored_and_flagged(one_settings, onesim)
     assert "ONE_SLOW_SECONDS" in ErrorMessage.objects.get(kind="one_slow").message
 
 
-def test_missing_auth_file_names_the_paths_tried(one_settings, tmp_path, monkeypatch):
+def test_a_mistyped_one_auth_fails_instead_of_falling_back(
+    one_settings, onesim, tmp_path, monkeypatch
+):
+    home_auth = tmp_path / ".one" / "one_auth"
+    home_auth.parent.mkdir()
+    home_auth.write_text(onesim.session)  # would work, and must not be used
     monkeypatch.setenv("HOME", str(tmp_path))
     one_settings.ONE_AUTH = str(tmp_path / "nope")
     with pytest.raises(CommandError):
         call_command("suspend_service", "--once")
     assert str(tmp_path / "nope") in ErrorMessage.objects.get(kind="one_auth").message
+
+
+def test_a_secret_put_in_one_auth_is_never_echoed(one_settings):
+    one_settings.ONE_AUTH = "oneadmin:Sup3rS3cret"
+    with pytest.raises(CommandError) as exc:
+        call_command("suspend_service", "--once")
+    error = ErrorMessage.objects.get(kind="one_auth")
+    assert "path of a file" in error.message
+    for text in (error.message, CollectionRun.objects.get().message, str(exc.value)):
+        assert "Sup3rS3cret" not in text
+
+
+def test_without_one_auth_the_opennebula_lookup_order_applies(one_settings, onesim, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    home_auth = tmp_path / ".one" / "one_auth"
+    home_auth.parent.mkdir()
+    home_auth.write_text(onesim.session + "\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ONE_AUTH", raising=False)
+    one_settings.ONE_AUTH = ""
+    call_command("suspend_service", "--once")
+    assert CollectionRun.objects.get().outcome == "ok"
 
 
 def test_interval_without_loop_is_refused():
