@@ -117,7 +117,12 @@ def database(url: str) -> dict[str, Any]:
                 "DATABASE_URL for sqlite needs a file: sqlite:///var/db.sqlite3"
             )
         # Waiting for the lock beats failing when the web app and the service write at once.
-        return {"ENGINE": engine, "NAME": name, "OPTIONS": {"timeout": 20, **options}}
+        sqlite_options: dict[str, Any] = {"timeout": 20.0, **options}
+        try:
+            sqlite_options["timeout"] = float(sqlite_options["timeout"])
+        except ValueError:
+            raise ImproperlyConfigured("DATABASE_URL: sqlite timeout must be a number") from None
+        return {"ENGINE": engine, "NAME": name, "OPTIONS": sqlite_options}
     name = unquote(parts.path.lstrip("/"))
     if not name:
         raise ImproperlyConfigured(

@@ -70,6 +70,8 @@ class Cloud(InjectMixin):
     def _load(self, hosts: list[Host], vms: list[Vm]) -> None:
         self.hosts = {h.id: h for h in sorted(hosts, key=lambda h: h.id)}
         self.vms = {v.id: v for v in sorted(vms, key=lambda v: v.id)}
+        # oned never reuses a VM id, even after the highest one is deleted.
+        self.next_vm_id = max(self.vms, default=-1) + 1
         self._moving = {v.id for v in self.vms.values() if v.steps}
         for vm in self.vms.values():
             vm.touch()

@@ -56,6 +56,7 @@ def _state(value: str | int, table: dict[str, int]) -> int:
 class InjectMixin:
     lock: threading.RLock
     vms: dict[int, Vm]
+    next_vm_id: int
     hosts: dict[int, Host]
     _moving: set[int]
     _fault: Fault
@@ -146,7 +147,8 @@ class InjectMixin:
         lcm = _state(lcm_state, LCM_BY_NAME)
         with self.lock:
             now = int(self._advance())
-            vm_id = max(self.vms, default=-1) + 1
+            vm_id = self.next_vm_id
+            self.next_vm_id += 1
             uid, gid, gname = self._user(owner, group)
             vm = Vm(
                 id=vm_id, name=name or f"vm-{vm_id}", uid=uid, gid=gid, uname=owner,

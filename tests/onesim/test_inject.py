@@ -87,3 +87,12 @@ def test_reset_restores_initial_cloud(sim: Simulator, rpc: xmlrpc.client.ServerP
     sim.cloud.delete_vm(2)
     rpc.onesim.reset(sim.session)
     assert rpc.one.vmpool.infoextended(sim.session, -2, -1, -1, -2)[1] == before
+
+
+def test_ids_are_never_reused_after_the_highest_vm_is_deleted() -> None:
+    from idlevm.onesim.testing import build_cloud
+
+    cloud = build_cloud(hosts=1, vms=5)
+    highest = max(cloud.vm_ids())
+    cloud.delete_vm(highest)
+    assert cloud.allocate_vm("fresh") == highest + 1

@@ -48,6 +48,7 @@ def test_database_urls_for_each_backend():
     sqlite = env.database("sqlite:////tmp/x/idlevm.sqlite3")
     assert sqlite["ENGINE"].endswith("sqlite3") and sqlite["NAME"] == "/tmp/x/idlevm.sqlite3"
     assert env.database("sqlite:///var/db.sqlite3")["NAME"] == "var/db.sqlite3"
+    assert env.database("sqlite:///x.sqlite3?timeout=5")["OPTIONS"]["timeout"] == 5.0
     pg = env.database("postgres://idle%40vm:p%2Fw@db.example.org:5433/idlevm?sslmode=require")
     assert pg["ENGINE"] == "django.db.backends.postgresql"
     assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
@@ -65,7 +66,8 @@ def test_database_urls_for_each_backend():
 @pytest.mark.parametrize(
     "url, message",
     [("redis://x/0", "not supported"), ("postgres://host/", "database name"),
-     ("postgres://host:99999/db", "port"), ("sqlite://", "needs a file")],
+     ("postgres://host:99999/db", "port"), ("sqlite://", "needs a file"),
+     ("sqlite:///x.sqlite3?timeout=soon", "timeout")],
 )  # fmt: skip
 def test_bad_database_urls_are_refused_clearly(url, message):
     with pytest.raises(ImproperlyConfigured, match=message):
