@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from idlevm.inventory.collect import collect_once, finish_failed
 from idlevm.inventory.conditions import Condition, Kind
+from idlevm.inventory.lock import cycle_lock
 from idlevm.inventory.models import CollectionRun
 from idlevm.one.auth import Credentials, credentials_from_env, read_auth_file
 from idlevm.one.client import OneClient
@@ -50,18 +51,26 @@ def credentials() -> Credentials:
     raise OneConfigError(f"ONE_AUTH names no readable file: {path}")
 
 
-def run_cycle() -> CollectionRun:
-    """One cycle of the service. A client that cannot even be built is a failed run too."""
-    try:
-        client = make_client()
-    except (OneError, ValueError) as exc:
-        kind = Kind.ONE_AUTH if isinstance(exc, OneConfigError) else Kind.ONE_ERROR
-        run = CollectionRun.objects.create(started=timezone.now())
-        return finish_failed(run, Condition(kind, "one", f"cannot set up OpenNebula client: {exc}"))
-    return collect_once(client)
+def run_cycle() -> CollectionRun | None:
+    """One cycle of the service, or None when another cycle holds the lock.
+
+    A client that cannot even be built is a failed run too.
+    """
+    with cycle_lock() as held:
+        if not held:
+            log.warning("another cycle is still running: this one is skipped")
+            return None
+        try:
+            client = make_client()
+        except (OneError, ValueError) as exc:
+            kind = Kind.ONE_AUTH if isinstance(exc, OneConfigError) else Kind.ONE_ERROR
+            run = CollectionRun.objects.create(started=timezone.now())
+            message = f"cannot set up OpenNebula client: {exc}"
+            return finish_failed(run, Condition(kind, "one", message))
+        return collect_once(client)
 
 
-def run_loop(interval: float, cycle: Callable[[], CollectionRun] = run_cycle) -> int:
+def run_loop(interval: float, cycle: Callable[[], CollectionRun | None] = run_cycle) -> int:
     """Run cycles every `interval` seconds until SIGTERM or SIGINT; returns the cycle count.
 
     A signal never interrupts a cycle half-way: the cycle's transaction finishes (or rolls
@@ -83,7 +92,8 @@ def run_loop(interval: float, cycle: Callable[[], CollectionRun] = run_cycle) ->
             except Exception:  # a daemon outlives one bad cycle
                 log.exception("cycle %s failed unexpectedly", cycles)
             else:
-                log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
+                if run is not None:
+                    log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
             stop.wait(interval)
     finally:
         for signum, handler in previous.items():

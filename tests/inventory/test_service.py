@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -193,3 +194,35 @@ def test_loop_runs_cycles_until_sigterm_then_exits_cleanly(onesim, tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert "stopped after" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cycle_started_while_another_runs_is_skipped(one_settings):
+    import threading
+
+    from idlevm.inventory.lock import cycle_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def other_cycle() -> None:  # its own thread, so its own database connection
+        from django.db import connection
+
+        with cycle_lock() as got:
+            assert got
+            held.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_cycle)
+    thread.start()
+    try:
+        assert held.wait(10)
+        out = io.StringIO()
+        call_command("suspend_service", "--once", stdout=out)
+        assert "skipped" in out.getvalue()
+        assert not CollectionRun.objects.exists()
+    finally:
+        release.set()
+        thread.join()
+    call_command("suspend_service", "--once")  # the lock is free again
+    assert CollectionRun.objects.get().outcome == "ok"

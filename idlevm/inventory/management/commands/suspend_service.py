@@ -41,6 +41,9 @@ class Command(BaseCommand):
             self.stdout.write(f"stopped after {cycles} cycle(s)")
             return
         run = run_cycle()
+        if run is None:
+            self.stdout.write("another cycle is still running: skipped")
+            return
         summary = (
             f"{run}: {run.hosts} hosts, {run.vms} VMs, {run.new_samples} new samples, "
             f"{run.gone} gone, {run.errors} error condition(s)"

@@ -1,0 +1,72 @@
+"""One cycle at a time: cron may start a cycle while a slow one still runs.
+
+Two overlapping cycles would each mark as gone the VMs the other fetched, and double the
+load on OpenNebula. The lock lives where every service instance meets, the database:
+PostgreSQL and MariaDB advisory locks (released by the server if the process dies), and for
+SQLite, whose users share one machine, an flock beside the database file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+LOCK_NAME = "idlevm.suspend_service.cycle"
+# pg_advisory_lock takes a bigint: a stable one derived from the name.
+PG_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def cycle_lock() -> Iterator[bool]:
+    """Yields True while this process holds the cycle lock, False if another one holds it."""
+    if connection.vendor == "postgresql":
+        with _sql_lock("SELECT pg_try_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)",
+                       PG_KEY) as held:  # fmt: skip
+            yield held
+    elif connection.vendor == "mysql":
+        with _sql_lock("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", LOCK_NAME) as held:
+            yield held
+    else:
+        with _file_lock(_lock_path()) as held:
+            yield held
+
+
+@contextmanager
+def _sql_lock(take: str, release: str, key: int | str) -> Iterator[bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(take, [key])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute(release, [key])
+
+
+def _lock_path() -> Path:
+    name = str(settings.DATABASES["default"]["NAME"])
+    if name and not name.startswith(":memory:") and "mode=memory" not in name:
+        return Path(name + ".cycle-lock")
+    return Path(settings.VAR_DIR) / "cycle.lock"  # an in-memory database (tests)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[bool]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
