@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from idlevm.one.states import ERROR_CODES
+
 REDACTED = "***"
 
 
@@ -89,15 +91,15 @@ class OneConfigError(OneError):
 
 
 ERROR_CLASSES: dict[int, type[OneError]] = {
-    0x100: OneAuthenticationError,
-    0x200: OneAuthorizationError,
-    0x400: OneNoExistsError,
-    0x800: OneActionError,
-    0x1000: OneApiError,
-    0x2000: OneInternalError,
-    0x4000: OneAllocateError,
-    0x8000: OneLockedError,
-    0x10000: OneReplicationError,
+    ERROR_CODES["AUTHENTICATION"]: OneAuthenticationError,
+    ERROR_CODES["AUTHORIZATION"]: OneAuthorizationError,
+    ERROR_CODES["NO_EXISTS"]: OneNoExistsError,
+    ERROR_CODES["ACTION"]: OneActionError,
+    ERROR_CODES["XML_RPC_API"]: OneApiError,
+    ERROR_CODES["INTERNAL"]: OneInternalError,
+    ERROR_CODES["ALLOCATE"]: OneAllocateError,
+    ERROR_CODES["LOCKED"]: OneLockedError,
+    ERROR_CODES["REPLICATION"]: OneReplicationError,
 }
 
 

@@ -1,4 +1,9 @@
-"""OpenNebula VM LCM states (include/VirtualMachine.h, release 7.4; 13, 14, 55, 58 retired)."""
+"""OpenNebula's numeric constants: VM and host states, request error codes.
+
+Shared by the client (idlevm.one) and the simulator (idlevm.onesim), so the two cannot
+disagree on a number. LCM states from include/VirtualMachine.h, release 7.4 (13, 14, 55
+and 58 retired); error codes from include/Request.h.
+"""
 
 from __future__ import annotations
 
@@ -44,3 +49,10 @@ def is_failure(state: int, lcm_state: int) -> bool:
         return False
     name = LCM_STATES.get(lcm_state, "")
     return name == "UNKNOWN" or name.endswith("_FAILURE")
+
+
+ERROR_CODES: dict[str, int] = {
+    "AUTHENTICATION": 0x100, "AUTHORIZATION": 0x200, "NO_EXISTS": 0x400, "ACTION": 0x800,
+    "XML_RPC_API": 0x1000, "INTERNAL": 0x2000, "ALLOCATE": 0x4000, "LOCKED": 0x8000,
+    "REPLICATION": 0x10000,
+}  # fmt: skip

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from idlevm.one.states import VM_STATES
 from idlevm.onesim import lifecycle, xmlgen
 from idlevm.onesim.inject import InjectMixin
 from idlevm.onesim.model import (
@@ -29,7 +30,7 @@ from idlevm.onesim.model import (
 )
 
 VERSION = "7.4.0"
-MAX_VM_STATE = 11  # CLONING_FAILURE: oned rejects larger state filters
+MAX_VM_STATE = max(VM_STATES)  # CLONING_FAILURE: oned rejects larger state filters
 
 
 class Cloud(InjectMixin):

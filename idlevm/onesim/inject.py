@@ -10,10 +10,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from idlevm.one.states import HOST_BY_NAME, LCM_BY_NAME, VM_BY_NAME
+from idlevm.one.states import ERROR_CODES, HOST_BY_NAME, LCM_BY_NAME, VM_BY_NAME
 from idlevm.onesim import lifecycle
 from idlevm.onesim.model import (
-    ERROR_CODES,
     LCM_INIT,
     ON_HOST_STATES,
     Host,

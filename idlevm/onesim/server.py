@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from idlevm.one.states import ERROR_CODES
 from idlevm.onesim.cloud import Cloud
-from idlevm.onesim.model import ERROR_CODES, OneError
+from idlevm.onesim.model import OneError
 
 # xmlrpc-c fault codes (xmlrpc-c/util.h): what oned's library returns for bad params.
 FAULT_TYPE = -501

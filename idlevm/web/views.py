@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, VirtualMachine
 
@@ -13,12 +17,14 @@ from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, VirtualMa
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     live_vms = VirtualMachine.objects.filter(gone_at__isnull=True)
+    # Stale data is missing data, never idleness (docs/protocol.md, "Staleness").
+    fresh_since = timezone.now() - timedelta(seconds=settings.IDLE_STALE_SECONDS)
     context = {
         "hosts": Host.objects.filter(gone_at__isnull=True).order_by("name")[:200],
         "vm_states": live_vms.values("state_name", "lcm_state_name")
         .annotate(n=Count("id"))
         .order_by("-n"),
-        "idle_vms": live_vms.filter(idle=True).count(),
+        "idle_vms": live_vms.filter(idle=True, idle_received__gte=fresh_since).count(),
         "runs": CollectionRun.objects.all()[:10],
         "errors": ErrorMessage.objects.filter(cleared=False)[:50],
     }
