@@ -11,7 +11,8 @@ MONITORING, ...), strict about types: an element that is present but not an inte
 OpenNebula writes one is a OneParseError naming the element and the object.
 
 Bounds on VM-controlled data (templates, monitoring), so one VM cannot bloat 100k records:
-- at most MAX_ATTRS scalar attributes kept per template dict (the rest ignored);
+- at most MAX_ATTRS scalar attributes and MAX_DICT_CHARS characters kept per template dict
+  (the rest ignored);
 - keys longer than MAX_KEY_CHARS and values longer than MAX_VALUE_CHARS are skipped (not
   truncated: a cut value could mislead a rule that matches on it);
 - vector attributes (elements with children) are skipped;
@@ -34,6 +35,8 @@ from idlevm.one.idle import MONITORING_NAMES, parse_host_idle, parse_monitoring_
 from idlevm.one.records import Host, IdleProblem, IdleRecord, VirtualMachine
 
 MAX_ATTRS = 200
+# Whole dict, keys and values: what one VM's owner can make us store per VM and per cycle.
+MAX_DICT_CHARS = 16384
 MAX_KEY_CHARS = 128
 MAX_VALUE_CHARS = 4096
 MAX_IDLE_VALUE_CHARS = 64
@@ -127,6 +130,7 @@ def _scalars(el: Element | None, skip: str | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
     if el is None:
         return out
+    budget = MAX_DICT_CHARS
     for child in el:
         key = child.tag
         if key.__class__ is not str or len(child) or len(key) > MAX_KEY_CHARS:
@@ -134,10 +138,12 @@ def _scalars(el: Element | None, skip: str | None = None) -> dict[str, str]:
         if key in out or key == skip:
             continue
         value = child.text or ""
-        if len(value) <= MAX_VALUE_CHARS:
-            out[key] = value
-            if len(out) >= MAX_ATTRS:
-                break
+        budget -= len(key) + len(value)
+        if len(value) > MAX_VALUE_CHARS or budget < 0:
+            continue
+        out[key] = value
+        if len(out) >= MAX_ATTRS:
+            break
     return out
 
 
@@ -175,6 +181,7 @@ def _monitoring(
         return monitoring, None, ()
     idle_attrs: dict[str, str] = {}
     duplicate = ""
+    budget = MAX_DICT_CHARS
     for child in el:
         key = child.tag
         if key.__class__ is not str or len(key) > MAX_KEY_CHARS:
@@ -188,7 +195,9 @@ def _monitoring(
         value = child.text or ""
         fits = len(value) <= MAX_VALUE_CHARS and len(monitoring) < MAX_ATTRS
         if fits and not len(child) and key not in monitoring:
-            monitoring[key] = value
+            budget -= len(key) + len(value)
+            if budget >= 0:
+                monitoring[key] = value
     if duplicate:
         problem = f"malformed idle data for VM {vm_id}: {duplicate} given twice or not scalar"
         return monitoring, None, (IdleProblem(vm_id, problem),)

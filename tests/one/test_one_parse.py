@@ -193,3 +193,12 @@ def test_one_vm_with_a_huge_user_template_value_does_not_sink_the_page() -> None
     vms = list(parse_vm_pool(one_xml.vm_pool([huge, one_xml.vm(2)])))
     assert [v.id for v in vms] == [1, 2]
     assert "BLOB" not in vms[0].user_template and vms[0].user_template["TEAM"] == "physics"
+
+
+def test_one_vm_cannot_make_us_store_more_than_the_dict_budget() -> None:
+    from idlevm.one.parse import MAX_DICT_CHARS
+
+    many = {f"K{i:03d}": "v" * 4000 for i in range(150)}  # ~600 KB of user template
+    (vm,) = parse_vm_pool(one_xml.vm_pool([one_xml.vm(1, user_template=many)]))
+    stored = sum(len(k) + len(v) for k, v in vm.user_template.items())
+    assert 0 < stored <= MAX_DICT_CHARS
