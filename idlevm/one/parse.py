@@ -138,9 +138,11 @@ def _scalars(el: Element | None, skip: str | None = None) -> dict[str, str]:
         if key in out or key == skip:
             continue
         value = child.text or ""
-        budget -= len(key) + len(value)
-        if len(value) > MAX_VALUE_CHARS or budget < 0:
+        if len(value) > MAX_VALUE_CHARS:
             continue
+        budget -= len(key) + len(value)
+        if budget < 0:
+            break
         out[key] = value
         if len(out) >= MAX_ATTRS:
             break
