@@ -112,6 +112,36 @@ def parse_vs_pyone(url: str) -> dict[str, Any]:
     return {"ours": ours, "pyone": theirs, "tree": tree, "bytes": len(data)}
 
 
+def write_pool(arg: str) -> dict[str, Any]:
+    """`N:FILE`: write the infoextended XML of a generated N-VM pool to FILE."""
+    from idlevm.onesim.testing import build_cloud
+
+    vms, path = arg.split(":", 1)
+    cloud = build_cloud(hosts=max(1, int(vms) // HOSTS_PER_VM), vms=int(vms), seed=42)
+    Path(path).write_text(cloud.vm_pool_xml(-2, -1, -1, -1, True))
+    return {}
+
+
+def stream_memory(vms: str) -> dict[str, Any]:
+    """Peak RSS while parse_vm_pool streams a whole pool given as one XML document.
+
+    The pool is generated in another process: building it would set a peak of its own.
+    """
+    from idlevm.one.parse import parse_vm_pool
+
+    with tempfile.NamedTemporaryFile(suffix=".xml") as tmp:
+        child("write-pool", f"{vms}:{tmp.name}")
+        data = Path(tmp.name).read_bytes()
+    before = maxrss_mib()
+    started = time.perf_counter()
+    count = sum(1 for _ in parse_vm_pool(data))
+    seconds = time.perf_counter() - started
+    return {
+        "vms": count, "mib": len(data) / 2**20, "seconds": seconds, "before": before,
+        "growth": maxrss_mib() - before,
+    }  # fmt: skip
+
+
 def _timed(fn: Any) -> float:
     started = time.perf_counter()
     fn()
@@ -150,7 +180,7 @@ def measure(vms: int, with_pyone: bool) -> dict[str, Any]:
         server.wait(timeout=60)
 
 
-def report(rows: list[dict[str, Any]]) -> str:
+def report(rows: list[dict[str, Any]], stream: dict[str, Any] | None) -> str:
     lines = [
         "| VMs in pool | hosts | fetch+parse (bare) | collect, first cycle | collect, steady "
         "cycle (new samples) | steady / bare | peak RSS bare | peak RSS collect | RSS ratio |",
@@ -174,6 +204,14 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{p['ours']:.3f} s | "
                 f"{p['pyone']:.3f} s | {p['pyone'] / p['ours']:.1f}x |"
             )
+    if stream:
+        lines += [
+            "",
+            "| VMs | XML size | streaming parse | peak RSS before | growth while parsing |",
+            "|---|---|---|---|---|",
+            f"| {stream['vms']} | {stream['mib']:.0f} MiB | {stream['seconds']:.1f} s | "
+            f"{stream['before']:.0f} MiB | {stream['growth']:.0f} MiB |",
+        ]
     return "\n".join(lines)
 
 
@@ -181,12 +219,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--pyone-max", type=int, default=10000, help="largest pool for pyone")
-    for mode in ("serve", "bare", "collect", "parse"):
+    parser.add_argument("--stream-size", type=int, default=100_000, help="VMs for streaming")
+    for mode in ("serve", "bare", "collect", "parse", "stream-memory", "write-pool"):
         parser.add_argument(f"--{mode}", metavar="ARG")
     args = parser.parse_args()
     if args.serve:
         return serve(int(args.serve))
-    for mode, fn in (("bare", bare), ("collect", collect), ("parse", parse_vs_pyone)):
+    modes = (("bare", bare), ("collect", collect), ("parse", parse_vs_pyone),
+             ("stream_memory", stream_memory), ("write_pool", write_pool))  # fmt: skip
+    for mode, fn in modes:
         if getattr(args, mode):
             print(json.dumps(fn(getattr(args, mode))))
             return
@@ -194,7 +235,8 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         rows.append(measure(size, with_pyone=size <= args.pyone_max))
         print(f"measured {size} VMs", file=sys.stderr)
-    print(report(rows))
+    stream = child("stream-memory", str(args.stream_size)) if args.stream_size else None
+    print(report(rows, stream))
 
 
 if __name__ == "__main__":
