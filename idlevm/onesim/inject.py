@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from idlevm.one.states import ERROR_CODES, HOST_BY_NAME, LCM_BY_NAME, VM_BY_NAME
-from idlevm.onesim import lifecycle
 from idlevm.onesim.model import (
     LCM_INIT,
     ON_HOST_STATES,
@@ -72,6 +71,9 @@ class InjectMixin:
     def _deploy(self, vm: Vm, now: int) -> None:
         raise NotImplementedError
 
+    def _enter(self, vm: Vm, step: tuple[int, int], now: int) -> None:
+        raise NotImplementedError
+
     # ---------------------------------------------------------------- monitoring, templates
 
     def set_vm_monitoring(
@@ -107,15 +109,7 @@ class InjectMixin:
             vm = self._vm(vm_id)
             vm.steps = []
             self._moving.discard(vm_id)
-            if lifecycle.opens_history(st, lcm) and (not vm.history or vm.history[-1].etime):
-                self._deploy(vm, now)
-            vm.prev_state, vm.prev_lcm_state = vm.state, vm.lcm_state
-            vm.state, vm.lcm_state = st, lcm
-            if st in lifecycle.OFF_HOST and vm.history and not vm.history[-1].etime:
-                vm.history[-1].etime = now
-            if st == VM_BY_NAME["DONE"] and not vm.etime:
-                vm.etime = now
-            vm.touch()
+            self._enter(vm, (st, lcm), now)  # as if a transition ended there
 
     def set_host_state(self, host_id: int, state: str | int) -> None:
         st = _state(state, HOST_BY_NAME)
