@@ -128,8 +128,8 @@ def store(fetched: Fetched, run: CollectionRun, now: datetime) -> Stored:
         stored.conditions.append(Condition(Kind.ONE_SLOW, "one", message))
     store_hosts(fetched.hosts, run, now, stored)
     idle = resolve_idle(fetched.hosts, fetched.vms, now, stored)
-    store_vms(fetched.vms, idle, run, now, stored)
-    stored.conditions += vm_conditions(fetched.vms, idle, now)
+    received = store_vms(fetched.vms, idle, run, now, stored)
+    stored.conditions += vm_conditions(fetched.vms, received, now)
     conditions.record(stored.conditions, now)
     prune_samples(now)
     return stored
@@ -253,13 +253,13 @@ def idle_values(rec: one.IdleRecord | None) -> tuple[object, ...]:
 
 
 def vm_row(
-    vm: one.VirtualMachine, rec: one.IdleRecord | None, run: CollectionRun, now: datetime
+    vm: one.VirtualMachine, idle: tuple[object, ...], run: CollectionRun, now: datetime
 ) -> tuple[object, ...]:
     return (
         vm.id, vm.name, vm.uid, vm.uname, vm.gid, vm.gname, vm.state, vm.state_name,
         vm.lcm_state, vm.lcm_state_name, vm.host_id, vm.host_name or "", epoch(vm.stime),
-        vm.cpu, vm.vcpu, vm.memory, vm.user_template, vm.monitoring, *idle_values(rec),
-        now, now, run.pk, None,
+        vm.cpu, vm.vcpu, vm.memory, vm.user_template, vm.monitoring, *idle, now, now, run.pk,
+        None,
     )  # fmt: skip
 
 
@@ -271,44 +271,64 @@ def sample_row(vm_id: int, rec: one.IdleRecord) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+SEQ, TIME, RECEIVED = (IDLE_COLUMNS.index(c) for c in ("idle_seq", "idle_time", "idle_received"))
+
+
+def is_new(rec: one.IdleRecord, stored: tuple[object, ...] | None) -> bool:
+    """Whether rec should replace the stored record: not the same one, and not older."""
+    if stored is None or stored[RECEIVED] is None:
+        return True
+    if (rec.seq, rec.time) == (stored[SEQ], stored[TIME]):
+        return False
+    received = epoch(rec.received)
+    assert isinstance(stored[RECEIVED], datetime) and received is not None
+    return (received, rec.seq) > (stored[RECEIVED], stored[SEQ])
+
+
 def store_vms(
     vms: list[one.VirtualMachine],
     idle: dict[int, one.IdleRecord],
     run: CollectionRun,
     now: datetime,
     out: Stored,
-) -> None:
-    # What we stored last time identifies the records already seen (one query).
-    seen = {
-        vm_id: (seq, agent_time)
-        for vm_id, seq, agent_time in VirtualMachine.objects.values_list(
-            "id", "idle_seq", "idle_time"
-        )
-    }
+) -> dict[int, datetime | None]:
+    """Upsert the VMs and append samples; returns each VM's idle receive time as stored.
+
+    A VM keeps its stored record when this cycle brings none or an older one (the newer
+    path vanished): its age keeps growing until it is stale, which is what operators and
+    rules must see, rather than the data silently disappearing or going back in time.
+    """
+    stored = {row[0]: row[1:] for row in VirtualMachine.objects.values_list("id", *IDLE_COLUMNS)}
+    rows, samples, received = [], [], {}
+    for vm in vms:
+        rec, previous = idle.get(vm.id), stored.get(vm.id)
+        if rec is not None and is_new(rec, previous):
+            values = idle_values(rec)
+            samples.append(sample_row(vm.id, rec))
+        else:
+            values = previous if previous is not None else NO_IDLE_VALUES
+        rows.append(vm_row(vm, values, run, now))
+        received[vm.id] = values[RECEIVED]
     upsert(
         VirtualMachine,
         VM_COLUMNS,
-        (vm_row(vm, idle.get(vm.id), run, now) for vm in vms),
+        rows,
         conflict=["id"],
         update=[c for c in VM_COLUMNS if c not in ("id", "first_seen")],
     )
-    new = [
-        sample_row(vm_id, rec)
-        for vm_id, rec in idle.items()
-        if seen.get(vm_id) != (rec.seq, rec.time)
-    ]
     out.new_samples = upsert(
-        IdleSample, SAMPLE_COLUMNS, new, conflict=["vm_id", "agent_time", "seq"], update=[]
-    ) if new else 0  # fmt: skip
+        IdleSample, SAMPLE_COLUMNS, samples, conflict=["vm_id", "agent_time", "seq"], update=[]
+    )
     out.gone = (
         VirtualMachine.objects.filter(gone_at__isnull=True)
         .exclude(last_seen_run=run.pk)
         .update(gone_at=now)
     )
+    return {vm_id: r if isinstance(r, datetime) else None for vm_id, r in received.items()}
 
 
 def vm_conditions(
-    vms: list[one.VirtualMachine], idle: dict[int, one.IdleRecord], now: datetime
+    vms: list[one.VirtualMachine], received: dict[int, datetime | None], now: datetime
 ) -> list[Condition]:
     stale_after = timedelta(seconds=settings.IDLE_STALE_SECONDS)
     found: list[Condition] = []
@@ -319,19 +339,17 @@ def vm_conditions(
             found.append(Condition(Kind.VM_FAILURE, subject, message))
         if (vm.state, vm.lcm_state) != (ACTIVE, RUNNING):
             continue
-        rec = idle.get(vm.id)
-        if rec is None:
+        last = received.get(vm.id)
+        if last is None:
             started = epoch(vm.stime)
             # A VM that just booted has had no time to report: give it one stale period.
             if started is None or now - started > stale_after:
                 message = f"running VM {vm.name} (#{vm.id}) on {vm.host_name} has no idle data"
                 found.append(Condition(Kind.IDLE_MISSING, subject, message))
-            continue
-        received = epoch(rec.received)
-        if received is None or now - received > stale_after:
-            age = "unknown" if received is None else f"{(now - received).total_seconds():.0f} s"
+        elif now - last > stale_after:
             message = (
-                f"idle data of running VM {vm.name} (#{vm.id}) is {age} old "
+                f"idle data of running VM {vm.name} (#{vm.id}) is "
+                f"{(now - last).total_seconds():.0f} s old "
                 f"(IDLE_STALE_SECONDS={settings.IDLE_STALE_SECONDS})"
             )
             found.append(Condition(Kind.IDLE_STALE, subject, message))

@@ -195,3 +195,26 @@ def test_old_samples_are_pruned(settings):
     assert IdleSample.objects.count() == 0  # stored, then pruned in the same cycle
     collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=idle_record(seq=2))]))
     assert IdleSample.objects.count() == 1
+
+
+def test_a_cycle_without_data_keeps_the_last_record_which_then_goes_stale():
+    t0 = timezone.now()
+    rec = idle_record(received=int(t0.timestamp()))
+    collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=rec)]), now=t0)
+    silent = StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=None)])
+    collect_once(silent, now=t0 + timedelta(minutes=5))
+    kept = VirtualMachine.objects.get(id=1)
+    assert (kept.idle, kept.idle_seq) == (True, rec.seq)  # kept, with its true age
+    assert not ErrorMessage.objects.exists()
+    collect_once(silent, now=t0 + timedelta(minutes=20))
+    assert ErrorMessage.objects.get().kind == "idle_stale"  # stale, not "missing"
+
+
+def test_an_older_record_never_replaces_a_newer_one():
+    now = int(time.time())
+    collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=idle_record(seq=5))]))
+    older = idle_record(seq=4, received=now - 600, idle=False, idle_since=None)
+    run = collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=older)]))
+    stored = VirtualMachine.objects.get(id=1)
+    assert (stored.idle, stored.idle_seq) == (True, 5)
+    assert run.new_samples == 0 and IdleSample.objects.count() == 1
