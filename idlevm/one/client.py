@@ -1,7 +1,8 @@
 """OneClient: the one place that talks XML-RPC to OpenNebula.
 
-stdlib xmlrpc.client with a Transport that gives separate connect and read timeouts and caps
-the response size (a broken or hostile endpoint must not exhaust memory or hang us).
+stdlib xmlrpc.client with a Transport that gives a connect timeout, a timeout for each read
+and for the whole reply, and caps the response size (a broken or hostile endpoint must not
+exhaust memory or hang us); replies are decoded with lxml (wire.py).
 Not thread-safe: the transport keeps one HTTP connection; use one client per thread.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 import xmlrpc.client
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +88,7 @@ class _Transport(xmlrpc.client.Transport):
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._started = time.monotonic()
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         cached = self._connection[1]
@@ -102,6 +105,10 @@ class _Transport(xmlrpc.client.Transport):
         self._connection = host, conn
         return conn
 
+    def send_request(self, host: Any, handler: str, request_body: Any, debug: bool) -> Any:
+        self._started = time.monotonic()
+        return super().send_request(host, handler, request_body, debug)
+
     def parse_response(self, response: http.client.HTTPResponse) -> Any:
         encoding = response.getheader("Content-Encoding", "") or ""
         if encoding.lower() not in ("", "identity"):
@@ -110,10 +117,14 @@ class _Transport(xmlrpc.client.Transport):
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
             raise OneTransportError(f"response of {declared} bytes exceeds the cap")
         chunks, total = [], 0
-        while chunk := response.read(_READ_CHUNK):
+        # read1: one socket read per chunk, so a server trickling bytes (each read within the
+        # read timeout) still meets the whole-call deadline.
+        while chunk := response.read1(_READ_CHUNK):
             total += len(chunk)
             if total > self._max_bytes:
                 raise OneTransportError(f"response exceeds the cap of {self._max_bytes} bytes")
+            if time.monotonic() - self._started > self._timeout:
+                raise OneTimeoutError(f"no complete reply within {self._timeout:g} s")
             chunks.append(chunk)
         return decode_response(b"".join(chunks))
 

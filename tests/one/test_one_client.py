@@ -153,6 +153,37 @@ def test_read_timeout() -> None:
     assert SECRET not in str(info.value) and info.value.method == "one.system.version"
 
 
+def test_a_trickling_server_meets_the_whole_call_deadline() -> None:
+    """Each byte arrives within the read timeout, the reply never ends: give up anyway."""
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n<?xml")
+                while not stop.wait(0.05):  # bounded: ends when the test does
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        return
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/RPC2"
+        start = time.monotonic()
+        try:
+            with pytest.raises(OneTimeoutError, match="complete reply"):
+                OneClient(url, SESSION, connect_timeout=1.0, timeout=1.0).version()
+        finally:
+            stop.set()
+            thread.join(5)
+    assert time.monotonic() - start < 3.0
+
+
 def test_response_size_cap(serve: Any) -> None:
     url = serve(lambda m, p: [True, "x" * 100_000, 0])
     with pytest.raises(OneTransportError, match="cap"):
