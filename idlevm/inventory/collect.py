@@ -88,6 +88,7 @@ def one_error_condition(exc: OneError) -> Condition:
 def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionRun:
     """One cycle. Never raises for OpenNebula or database trouble: the run records it."""
     now = now or timezone.now()
+    close_interrupted_runs()
     run = CollectionRun.objects.create(started=now)
     try:
         fetched = fetch(source)
@@ -106,6 +107,18 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
     run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
     run.save()
     return run
+
+
+def close_interrupted_runs() -> int:
+    """Runs left 'running' by a process that died (SIGKILL, reboot) end as failed.
+
+    Safe because callers hold the cycle lock (idlevm.inventory.lock): no other run is live.
+    """
+    return CollectionRun.objects.filter(outcome=CollectionRun.Outcome.RUNNING).update(
+        outcome=CollectionRun.Outcome.FAILED,
+        finished=timezone.now(),
+        message="interrupted: the process ended before the cycle did",
+    )
 
 
 def finish_failed(run: CollectionRun, condition: Condition) -> CollectionRun:

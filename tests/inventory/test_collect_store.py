@@ -218,3 +218,11 @@ def test_an_older_record_never_replaces_a_newer_one():
     stored = VirtualMachine.objects.get(id=1)
     assert (stored.idle, stored.idle_seq) == (True, 5)
     assert run.new_samples == 0 and IdleSample.objects.count() == 1
+
+
+def test_a_run_left_running_by_a_dead_process_is_closed_as_failed():
+    dead = CollectionRun.objects.create(started=timezone.now() - timedelta(hours=1))
+    collect_once(source_with(2))
+    dead.refresh_from_db()
+    assert dead.outcome == "failed" and "interrupted" in dead.message
+    assert CollectionRun.objects.filter(outcome="ok").count() == 1
