@@ -3,13 +3,15 @@
 Two overlapping cycles would each mark as gone the VMs the other fetched, and double the
 load on OpenNebula. The lock lives where every service instance meets, the database:
 PostgreSQL and MariaDB advisory locks (released by the server if the process dies), and for
-SQLite, whose users share one machine, an flock beside the database file.
+SQLite, whose users share one machine, an flock beside the database file (an in-memory
+database, as in tests, is private to its process: a process-wide lock is enough).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +34,12 @@ def cycle_lock() -> Iterator[bool]:
     elif connection.vendor == "mysql":
         with _sql_lock("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", LOCK_NAME) as held:
             yield held
+    elif _in_memory():
+        with _process_lock() as held:  # no other process can see this database
+            yield held
     else:
-        with _file_lock(_lock_path()) as held:
+        path = Path(str(settings.DATABASES["default"]["NAME"]) + ".cycle-lock")
+        with _file_lock(path) as held:
             yield held
 
 
@@ -50,11 +56,23 @@ def _sql_lock(take: str, release: str, key: int | str) -> Iterator[bool]:
                 cursor.execute(release, [key])
 
 
-def _lock_path() -> Path:
+def _in_memory() -> bool:
     name = str(settings.DATABASES["default"]["NAME"])
-    if name and not name.startswith(":memory:") and "mode=memory" not in name:
-        return Path(name + ".cycle-lock")
-    return Path(settings.VAR_DIR) / "cycle.lock"  # an in-memory database (tests)
+    return not name or name.startswith(":memory:") or "mode=memory" in name
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _process_lock() -> Iterator[bool]:
+    if not _PROCESS_LOCK.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _PROCESS_LOCK.release()
 
 
 @contextmanager
