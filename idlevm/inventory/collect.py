@@ -94,6 +94,10 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
         fetched = fetch(source)
     except OneError as exc:
         return finish_failed(run, one_error_condition(exc))
+    except Exception as exc:  # a bug in reading a reply must not leave the run open
+        log.exception("collection run %s failed while fetching", run.pk)
+        message = f"fetching the pools failed: {type(exc).__name__}: {exc}"
+        return finish_failed(run, Condition(Kind.ONE_ERROR, "one", message))
     try:
         with transaction.atomic():
             stored = store(fetched, run, now)

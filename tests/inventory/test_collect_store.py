@@ -226,3 +226,13 @@ def test_a_run_left_running_by_a_dead_process_is_closed_as_failed():
     dead.refresh_from_db()
     assert dead.outcome == "failed" and "interrupted" in dead.message
     assert CollectionRun.objects.filter(outcome="ok").count() == 1
+
+
+def test_an_unexpected_failure_while_fetching_ends_as_a_failed_run():
+    class Broken(StaticSource):
+        def vms(self):
+            raise RuntimeError("bug in a parser")
+
+    run = collect_once(Broken([host(0)], []))
+    assert run.outcome == "failed" and "RuntimeError" in run.message
+    assert ErrorMessage.objects.get().kind == "one_error"
