@@ -228,17 +228,18 @@ def resolve_idle(
 
 # --- virtual machines ------------------------------------------------------------------------
 
+# A VM row is these columns, plus IDLE_COLUMNS when its idle record is written.
 VM_COLUMNS = [
     "id", "name", "uid", "owner", "gid", "group", "state", "state_name", "lcm_state",
     "lcm_state_name", "host_id", "host_name", "stime", "cpu", "vcpu", "memory", "user_template",
-    "monitoring", "idle", "idle_since", "idle_seq", "idle_time", "idle_received", "idle_source",
-    "cpu_pct", "steal_pct", "load", "disk_bps", "net_rx_bps", "net_tx_bps", "sessions",
-    "input_age", "busy_procs", "gpu_pct", "idle_rejected", "first_seen", "last_seen",
-    "last_seen_run", "gone_at",
+    "monitoring", "first_seen", "last_seen", "last_seen_run", "gone_at",
 ]  # fmt: skip
-IDLE_COLUMNS = VM_COLUMNS[VM_COLUMNS.index("idle") : VM_COLUMNS.index("first_seen")]
-
-# Stored when a VM has no usable record: clears what an earlier record left.
+IDLE_COLUMNS = [
+    "idle", "idle_since", "idle_seq", "idle_time", "idle_received", "idle_source", "cpu_pct",
+    "steal_pct", "load", "disk_bps", "net_rx_bps", "net_tx_bps", "sessions", "input_age",
+    "busy_procs", "gpu_pct", "idle_rejected",
+]  # fmt: skip
+# Stored when a new VM has no usable record.
 NO_IDLE_VALUES = tuple(
     {"idle_source": "", "idle_rejected": 0}.get(column) for column in IDLE_COLUMNS
 )
@@ -256,9 +257,7 @@ def idle_for(rec: one.IdleRecord) -> int | None:
     return max(0, rec.time - rec.idle_since)
 
 
-def idle_values(rec: one.IdleRecord | None) -> tuple[object, ...]:
-    if rec is None:
-        return NO_IDLE_VALUES
+def idle_values(rec: one.IdleRecord) -> tuple[object, ...]:
     received = epoch(rec.received)
     seconds = idle_for(rec)
     since = received - timedelta(seconds=seconds) if received and seconds is not None else None
@@ -269,14 +268,11 @@ def idle_values(rec: one.IdleRecord | None) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-def vm_row(
-    vm: one.VirtualMachine, idle: tuple[object, ...], run: CollectionRun, now: datetime
-) -> tuple[object, ...]:
+def vm_row(vm: one.VirtualMachine, run: CollectionRun, now: datetime) -> tuple[object, ...]:
     return (
         vm.id, vm.name, vm.uid, vm.uname, vm.gid, vm.gname, vm.state, vm.state_name,
         vm.lcm_state, vm.lcm_state_name, vm.host_id, vm.host_name or "", epoch(vm.stime),
-        vm.cpu, vm.vcpu, vm.memory, vm.user_template, vm.monitoring, *idle, now, now, run.pk,
-        None,
+        vm.cpu, vm.vcpu, vm.memory, vm.user_template, vm.monitoring, now, now, run.pk, None,
     )  # fmt: skip
 
 
@@ -288,18 +284,17 @@ def sample_row(vm_id: int, rec: one.IdleRecord) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-SEQ, TIME, RECEIVED = (IDLE_COLUMNS.index(c) for c in ("idle_seq", "idle_time", "idle_received"))
+StoredIdle = tuple[int | None, int | None, datetime | None]  # seq, agent time, received
 
 
-def is_new(rec: one.IdleRecord, stored: tuple[object, ...] | None) -> bool:
+def is_new(rec: one.IdleRecord, stored: StoredIdle | None) -> bool:
     """Whether rec should replace the stored record: not the same one, and not older."""
-    if stored is None or stored[RECEIVED] is None:
+    seq, agent_time, received = stored or (None, None, None)
+    if received is None:
         return True
-    if (rec.seq, rec.time) == (stored[SEQ], stored[TIME]):
+    if (rec.seq, rec.time) == (seq, agent_time):
         return False
-    received = epoch(rec.received)
-    assert isinstance(stored[RECEIVED], datetime) and received is not None
-    return (received, rec.seq) > (stored[RECEIVED], stored[SEQ])
+    return (rec.received, rec.seq) > (received.timestamp(), seq or 0)
 
 
 def store_vms(
@@ -314,25 +309,33 @@ def store_vms(
     A VM keeps its stored record when this cycle brings none or an older one (the newer
     path vanished): its age keeps growing until it is stale, which is what operators and
     rules must see, rather than the data silently disappearing or going back in time.
+    Such rows are upserted without the idle columns: the second statement costs less than
+    reading every stored record back.
     """
-    stored = {row[0]: row[1:] for row in VirtualMachine.objects.values_list("id", *IDLE_COLUMNS)}
-    rows, samples, received = [], [], {}
+    stored: dict[int, StoredIdle] = {
+        vm_id: (seq, agent_time, received)
+        for vm_id, seq, agent_time, received in VirtualMachine.objects.values_list(
+            "id", "idle_seq", "idle_time", "idle_received"
+        )
+    }
+    with_idle, keeping, samples = [], [], []
+    received: dict[int, datetime | None] = {}
     for vm in vms:
         rec, previous = idle.get(vm.id), stored.get(vm.id)
         if rec is not None and is_new(rec, previous):
-            values = idle_values(rec)
+            with_idle.append(vm_row(vm, run, now) + idle_values(rec))
             samples.append(sample_row(vm.id, rec))
+            received[vm.id] = epoch(rec.received)
+        elif previous is not None:
+            keeping.append(vm_row(vm, run, now))
+            received[vm.id] = previous[2]
         else:
-            values = previous if previous is not None else NO_IDLE_VALUES
-        rows.append(vm_row(vm, values, run, now))
-        received[vm.id] = values[RECEIVED]
-    upsert(
-        VirtualMachine,
-        VM_COLUMNS,
-        rows,
-        conflict=["id"],
-        update=[c for c in VM_COLUMNS if c not in ("id", "first_seen")],
-    )
+            with_idle.append(vm_row(vm, run, now) + NO_IDLE_VALUES)
+            received[vm.id] = None
+    update = [c for c in VM_COLUMNS if c not in ("id", "first_seen")]
+    upsert(VirtualMachine, VM_COLUMNS + IDLE_COLUMNS, with_idle, conflict=["id"],
+           update=update + IDLE_COLUMNS)  # fmt: skip
+    upsert(VirtualMachine, VM_COLUMNS, keeping, conflict=["id"], update=update)
     out.new_samples = upsert(
         IdleSample, SAMPLE_COLUMNS, samples, conflict=["vm_id", "agent_time", "seq"], update=[]
     )
@@ -341,7 +344,7 @@ def store_vms(
         .exclude(last_seen_run=run.pk)
         .update(gone_at=now)
     )
-    return {vm_id: r if isinstance(r, datetime) else None for vm_id, r in received.items()}
+    return received
 
 
 def vm_conditions(

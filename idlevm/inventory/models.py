@@ -66,7 +66,8 @@ class VirtualMachine(models.Model):
     idle_seq = models.BigIntegerField(null=True, blank=True)
     idle_time = models.BigIntegerField(null=True, blank=True, help_text="agent clock, epoch")
     idle_received = models.DateTimeField(null=True, blank=True, help_text="host clock")
-    idle_source = models.CharField(max_length=8, blank=True)
+    # db_default too: the collection step may insert a row without its idle columns.
+    idle_source = models.CharField(max_length=8, blank=True, default="", db_default="")
     cpu_pct = models.FloatField(null=True, blank=True)
     steal_pct = models.FloatField(null=True, blank=True)
     load = models.FloatField(null=True, blank=True)
@@ -77,7 +78,7 @@ class VirtualMachine(models.Model):
     input_age = models.BigIntegerField(null=True, blank=True)
     busy_procs = models.IntegerField(null=True, blank=True)
     gpu_pct = models.FloatField(null=True, blank=True)
-    idle_rejected = models.BigIntegerField(default=0)
+    idle_rejected = models.BigIntegerField(default=0, db_default=0)
 
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
