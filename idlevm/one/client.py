@@ -3,17 +3,21 @@
 stdlib xmlrpc.client with a Transport that gives a connect timeout, a timeout for each read
 and for the whole reply, and caps the response size (a broken or hostile endpoint must not
 exhaust memory or hang us); replies are decoded with lxml (wire.py).
-Not thread-safe: the transport keeps one HTTP connection; use one client per thread.
+Not thread-safe: the transport keeps one HTTP connection; use one client per thread. (vms()
+fetches the next page on a second connection while parsing the current one.)
 """
 
 from __future__ import annotations
 
+import copy
 import http.client
 import socket
 import ssl
 import time
 import xmlrpc.client
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -212,30 +216,46 @@ class OneClient:
         seen: set[int] = set()
         offset, last_id, order = 0, -1, 0
         step_backs = stale_pages = 0
-        while True:
-            page = list(parse_vm_pool(self._page(offset, size)))
-            order = order or _order(page)
-            # Without changes an empty page never follows a full one: the pool shrank.
-            slid = not page or (page[0].id - last_id) * order > 0
-            if last_id >= 0 and slid:
-                step_backs += 1
-                if step_backs > _MAX_STEP_BACKS:
-                    # Better no answer than one silently missing VMs.
-                    raise OneTransportError("the VM pool changes too fast to list it whole")
-                offset = max(0, offset - (size - overlap))
-                continue
-            step_backs = 0
-            fresh = [vm for vm in page if vm.id not in seen]
-            seen.update(vm.id for vm in fresh)
-            yield from fresh
-            if len(page) < size:
-                return
-            # A server that keeps sending full pages of known VMs would loop forever.
-            stale_pages = 0 if fresh else stale_pages + 1
-            if stale_pages > _MAX_STEP_BACKS:
-                raise OneTransportError("one.vmpool.infoextended keeps repeating the same VMs")
-            last_id = page[-1].id
-            offset += size - overlap
+        clone = self._clone()
+        with closing(clone), _Prefetcher(clone._page, size) as pages:
+            while True:
+                xml = pages.take(offset)
+                # Speculate that the next page follows: oned renders it while we parse.
+                pages.request(offset + size - overlap)
+                page = list(parse_vm_pool(xml))
+                order = order or _order(page)
+                # Without changes an empty page never follows a full one: the pool shrank.
+                slid = not page or (page[0].id - last_id) * order > 0
+                if last_id >= 0 and slid:
+                    step_backs += 1
+                    if step_backs > _MAX_STEP_BACKS:
+                        # Better no answer than one silently missing VMs.
+                        raise OneTransportError("the VM pool changes too fast to list it whole")
+                    offset = max(0, offset - (size - overlap))
+                    continue
+                step_backs = 0
+                fresh = [vm for vm in page if vm.id not in seen]
+                seen.update(vm.id for vm in fresh)
+                yield from fresh
+                if len(page) < size:
+                    return
+                # A server that keeps sending full pages of known VMs would loop forever.
+                stale_pages = 0 if fresh else stale_pages + 1
+                if stale_pages > _MAX_STEP_BACKS:
+                    raise OneTransportError("one.vmpool.infoextended keeps repeating the same VMs")
+                last_id = page[-1].id
+                offset += size - overlap
+
+    def _clone(self) -> OneClient:
+        """A client of the same endpoint with its own connection, for another thread."""
+        clone = copy.copy(self)
+        transport = self._transport
+        clone._transport = _Transport(
+            transport._https, transport._connect_timeout, transport._timeout,
+            transport._max_bytes, transport._context,
+        )  # fmt: skip
+        clone._proxy = xmlrpc.client.ServerProxy(self.url, transport=clone._transport)
+        return clone
 
     def _page(self, offset: int, size: int) -> str:
         return self._xml(
@@ -290,6 +310,40 @@ class OneClient:
 
     def _scrubbed(self, cls: type[OneError], message: str, code: int, method: str) -> OneError:
         return cls(scrub(message, self._secrets), code=code, method=method)
+
+
+class _Prefetcher:
+    """Fetches at most one page ahead in a worker thread (with its own connection).
+
+    take(offset) returns that page: the prefetched one if it was the right guess, else the
+    guess is discarded and the page fetched now. Never two requests at once on one client.
+    """
+
+    def __init__(self, fetch: Callable[[int, int], str], size: int) -> None:
+        self._fetch = fetch
+        self._size = size
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="one-prefetch")
+        self._pending: tuple[int, Future[str]] | None = None
+
+    def request(self, offset: int) -> None:
+        if self._pending is None:
+            self._pending = (offset, self._pool.submit(self._fetch, offset, self._size))
+
+    def take(self, offset: int) -> str:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == offset:
+            return pending[1].result()
+        if pending is not None:
+            pending[1].exception()  # a wrong guess: wait it out, whatever it got
+        return self._fetch(offset, self._size)
+
+    def __enter__(self) -> _Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pending is not None:
+            self._pending[1].cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _order(page: list[VirtualMachine]) -> int:
