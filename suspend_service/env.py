@@ -141,4 +141,6 @@ def database(url: str) -> dict[str, Any]:
         "PORT": str(port or ""),
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
+        # The --loop daemon outlives database restarts: check a kept connection before use.
+        "CONN_HEALTH_CHECKS": True,
     }

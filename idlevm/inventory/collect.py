@@ -86,9 +86,9 @@ def one_error_condition(exc: OneError) -> Condition:
 
 
 def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionRun:
-    """One cycle. Never raises for OpenNebula or database trouble: the run records it."""
+    """One cycle: every OpenNebula failure and every failure while storing ends as a failed
+    run with an error. Raises only if the database cannot even record that."""
     now = now or timezone.now()
-    close_interrupted_runs()
     run = CollectionRun.objects.create(started=now)
     try:
         fetched = fetch(source)
@@ -116,7 +116,7 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
 def close_interrupted_runs() -> int:
     """Runs left 'running' by a process that died (SIGKILL, reboot) end as failed.
 
-    Safe because callers hold the cycle lock (idlevm.inventory.lock): no other run is live.
+    Called under the cycle lock (idlevm.inventory.lock), so no other run is live.
     """
     return CollectionRun.objects.filter(outcome=CollectionRun.Outcome.RUNNING).update(
         outcome=CollectionRun.Outcome.FAILED,
@@ -143,10 +143,13 @@ def store(fetched: Fetched, run: CollectionRun, now: datetime) -> Stored:
             f"(ONE_SLOW_SECONDS={settings.ONE_SLOW_SECONDS})"
         )
         stored.conditions.append(Condition(Kind.ONE_SLOW, "one", message))
+    # Ages and the future bound count from when the data arrived, not from the cycle start:
+    # a long fetch must neither make fresh records look stale nor late ones look future.
+    fetched_at = now + timedelta(seconds=fetched.seconds)
     store_hosts(fetched.hosts, run, now, stored)
-    idle = resolve_idle(fetched.hosts, fetched.vms, now, stored)
+    idle = resolve_idle(fetched.hosts, fetched.vms, fetched_at, stored)
     received = store_vms(fetched.vms, idle, run, now, stored)
-    stored.conditions += vm_conditions(fetched.vms, received, now)
+    stored.conditions += vm_conditions(fetched.vms, received, fetched_at)
     conditions.record(stored.conditions, now)
     prune_samples(now)
     return stored
@@ -188,7 +191,7 @@ def store_hosts(hosts: list[one.Host], run: CollectionRun, now: datetime, out: S
 
 
 def resolve_idle(
-    hosts: list[one.Host], vms: list[one.VirtualMachine], now: datetime, out: Stored
+    hosts: list[one.Host], vms: list[one.VirtualMachine], fetched_at: datetime, out: Stored
 ) -> dict[int, one.IdleRecord]:
     """The record each VM's data comes from: the newer of its MONITORING and its host's IDLE.
 
@@ -196,6 +199,7 @@ def resolve_idle(
     for the VMs OpenNebula placed on it.
     """
     placed = {vm.id: vm.host_id for vm in vms}
+    latest = int(fetched_at.timestamp()) + FUTURE_SKEW_SECONDS
     from_hosts: dict[int, one.IdleRecord] = {}
     for host in hosts:
         for problem in host.idle_problems:
@@ -211,17 +215,19 @@ def resolve_idle(
             message += "which OpenNebula does not place on that host: ignored"
             out.conditions.append(Condition(Kind.IDLE_WRONG_HOST, f"vm:{vm_id}", message))
     chosen: dict[int, one.IdleRecord] = {}
-    latest = int(now.timestamp()) + FUTURE_SKEW_SECONDS
     for vm in vms:
         for problem in vm.idle_problems:
             message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
-        best = newest(vm.idle, from_hosts.get(vm.id))
-        if best is not None and best.received > latest:
-            # A record from the future would never go stale and win every comparison.
-            message = f"idle data of VM {vm.id} was received in the future ({best.received})"
-            out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
-        elif best is not None:
+        candidates = (vm.idle, from_hosts.get(vm.id))
+        usable = [rec if rec is None or rec.received <= latest else None for rec in candidates]
+        for rec, kept in zip(candidates, usable, strict=True):
+            if rec is not None and kept is None:
+                # A record from the future would never go stale and win every comparison.
+                message = f"idle data of VM {vm.id} was received in the future ({rec.received})"
+                out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
+        best = newest(*usable)
+        if best is not None:
             chosen[vm.id] = best
     return chosen
 
@@ -314,9 +320,9 @@ def store_vms(
     """
     stored: dict[int, StoredIdle] = {
         vm_id: (seq, agent_time, received)
-        for vm_id, seq, agent_time, received in VirtualMachine.objects.values_list(
-            "id", "idle_seq", "idle_time", "idle_received"
-        )
+        for vm_id, seq, agent_time, received in VirtualMachine.objects.filter(
+            gone_at__isnull=True
+        ).values_list("id", "idle_seq", "idle_time", "idle_received")
     }
     with_idle, keeping, samples = [], [], []
     received: dict[int, datetime | None] = {}

@@ -32,7 +32,10 @@ def cycle_lock() -> Iterator[bool]:
                        PG_KEY) as held:  # fmt: skip
             yield held
     elif connection.vendor == "mysql":
-        with _sql_lock("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", LOCK_NAME) as held:
+        # GET_LOCK names are server-wide: name the database, hashed to MySQL's 64 chars.
+        database = str(connection.settings_dict["NAME"])
+        name = f"idlevm.cycle.{hashlib.sha256(database.encode()).hexdigest()[:40]}"
+        with _sql_lock("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", name) as held:
             yield held
     elif _in_memory():
         with _process_lock() as held:  # no other process can see this database

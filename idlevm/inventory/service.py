@@ -11,9 +11,10 @@ from pathlib import Path
 from types import FrameType
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
-from idlevm.inventory.collect import collect_once, finish_failed
+from idlevm.inventory.collect import close_interrupted_runs, collect_once, finish_failed
 from idlevm.inventory.conditions import Condition, Kind
 from idlevm.inventory.lock import cycle_lock
 from idlevm.inventory.models import CollectionRun
@@ -60,6 +61,7 @@ def run_cycle() -> CollectionRun | None:
         if not held:
             log.warning("another cycle is still running: this one is skipped")
             return None
+        close_interrupted_runs()
         try:
             client = make_client()
         except (OneError, ValueError) as exc:
@@ -87,10 +89,13 @@ def run_loop(interval: float, cycle: Callable[[], CollectionRun | None] = run_cy
     try:
         while not stop.is_set():
             cycles += 1
+            # A daemon outlives database restarts: drop a connection that broke since.
+            close_old_connections()
             try:
                 run = cycle()
             except Exception:  # a daemon outlives one bad cycle
                 log.exception("cycle %s failed unexpectedly", cycles)
+                close_old_connections()
             else:
                 if run is not None:
                     log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)

@@ -9,10 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, VirtualMachine
 from idlevm.one.client import OneClient
@@ -151,6 +153,53 @@ def test_without_one_auth_the_opennebula_lookup_order_applies(one_settings, ones
     one_settings.ONE_AUTH = ""
     call_command("suspend_service", "--once")
     assert CollectionRun.objects.get().outcome == "ok"
+
+
+def test_a_run_left_running_by_a_dead_process_is_closed_by_the_next_cycle(one_settings):
+    dead = CollectionRun.objects.create(started=timezone.now() - timedelta(hours=1))
+    call_command("suspend_service", "--once")
+    dead.refresh_from_db()
+    assert dead.outcome == "failed" and "interrupted" in dead.message
+    assert CollectionRun.objects.filter(outcome="ok").count() == 1
+
+
+def kill_session(connection) -> None:
+    """Have the database server end this Django connection's session, as a restart would."""
+    import psycopg
+
+    pid = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
+        port=settings["PORT"] or None, password=settings["PASSWORD"], autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_reconnects_after_the_database_ends_its_session(one_settings):
+    from django.db import connection
+
+    from idlevm.inventory.service import run_cycle, run_loop
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a database server that can end a session (the PostgreSQL pass)")
+    attempts, outcomes = [], []
+
+    def cycle():
+        attempts.append(1)
+        try:
+            run = run_cycle()
+            outcomes.append(run.outcome)
+            if len(outcomes) == 1:
+                kill_session(connection)
+            return run
+        finally:
+            if len(outcomes) == 2 or len(attempts) == 5:  # bounded either way
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    run_loop(0.01, cycle=cycle)
+    assert outcomes == ["ok", "ok"] and len(attempts) == 2
 
 
 def test_interval_without_loop_is_refused():
