@@ -220,13 +220,16 @@ class OneClient:
         with closing(clone), _Prefetcher(clone._page, size) as pages:
             while True:
                 xml = pages.take(offset)
-                # Speculate that the next page follows: oned renders it while we parse.
-                pages.request(offset + size - overlap)
+                # Speculate that the next page follows: oned renders it while we parse. A
+                # cheap count (it may over-count a template attribute named VM, which only
+                # costs a request) skips the guess after the last page.
+                if xml.count("<VM>") >= size:
+                    pages.request(offset + size - overlap)
                 page = list(parse_vm_pool(xml))
                 order = order or _order(page)
                 # Without changes an empty page never follows a full one: the pool shrank.
                 slid = not page or (page[0].id - last_id) * order > 0
-                if last_id >= 0 and slid:
+                if last_id >= 0 and slid and offset > 0:  # nothing precedes offset 0
                     step_backs += 1
                     if step_backs > _MAX_STEP_BACKS:
                         # Better no answer than one silently missing VMs.

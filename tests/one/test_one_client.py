@@ -298,3 +298,22 @@ def test_paging_survives_deletion_of_the_previous_pages_tail(serve: Any, descend
 def test_page_size_must_allow_overlapping_pages() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         OneClient("http://127.0.0.1:9/RPC2", SESSION, page_size=1)
+
+
+def test_paging_survives_deletion_of_everything_already_read(serve: Any) -> None:
+    pool = PoolServer(list(range(1, 151)))  # DESC: the first page is 150..51
+
+    def terminate_first_page(n: int) -> None:
+        if n == 2:
+            for vm_id in range(51, 151):
+                pool.ids.remove(vm_id)
+
+    pool.on_call = terminate_first_page
+    ids = {vm.id for vm in OneClient(serve(pool), SESSION, page_size=100).vms()}
+    assert set(range(1, 51)) <= ids
+
+
+def test_a_pool_smaller_than_a_page_costs_one_call(serve: Any) -> None:
+    pool = PoolServer(list(range(50)))
+    assert len(OneClient(serve(pool), SESSION, page_size=100).vms()) == 50
+    assert len(pool.calls) == 1
