@@ -9,15 +9,15 @@ fetches the next page on a second connection while parsing the current one.)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import socket
 import ssl
-import time
+import threading
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,7 +92,8 @@ class _Transport(xmlrpc.client.Transport):
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._max_bytes = max_bytes
-        self._started = time.monotonic()
+        self._expired = False
+        self._sock: socket.socket | None = None
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         cached = self._connection[1]
@@ -109,9 +110,39 @@ class _Transport(xmlrpc.client.Transport):
         self._connection = host, conn
         return conn
 
+    def single_request(
+        self, host: Any, handler: str, request_body: Any, verbose: bool = False
+    ) -> Any:
+        """One call within the whole-call deadline (`timeout`), headers and body included.
+
+        Every socket read has the read timeout, but a server trickling bytes meets each one:
+        at the deadline a timer shuts the socket down, which ends any read in progress.
+        """
+        self._expired = False
+        timer = threading.Timer(self._timeout, self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().single_request(host, handler, request_body, verbose)
+        except (OSError, http.client.HTTPException, ValueError):
+            if self._expired:
+                self.close()
+                raise OneTimeoutError(f"no complete reply within {self._timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+
     def send_request(self, host: Any, handler: str, request_body: Any, debug: bool) -> Any:
-        self._started = time.monotonic()
-        return super().send_request(host, handler, request_body, debug)
+        conn = super().send_request(host, handler, request_body, debug)
+        # Kept here: http.client hands the socket to the response and forgets it.
+        self._sock = conn.sock
+        return conn
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     def parse_response(self, response: http.client.HTTPResponse) -> Any:
         encoding = response.getheader("Content-Encoding", "") or ""
@@ -121,14 +152,10 @@ class _Transport(xmlrpc.client.Transport):
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
             raise OneTransportError(f"response of {declared} bytes exceeds the cap")
         chunks, total = [], 0
-        # read1: one socket read per chunk, so a server trickling bytes (each read within the
-        # read timeout) still meets the whole-call deadline.
         while chunk := response.read1(_READ_CHUNK):
             total += len(chunk)
             if total > self._max_bytes:
                 raise OneTransportError(f"response exceeds the cap of {self._max_bytes} bytes")
-            if time.monotonic() - self._started > self._timeout:
-                raise OneTimeoutError(f"no complete reply within {self._timeout:g} s")
             chunks.append(chunk)
         return decode_response(b"".join(chunks))
 
@@ -217,7 +244,7 @@ class OneClient:
         offset, last_id, order = 0, -1, 0
         step_backs = stale_pages = 0
         clone = self._clone()
-        with closing(clone), _Prefetcher(clone._page, size) as pages:
+        with contextlib.closing(clone), _Prefetcher(clone._page, size) as pages:
             while True:
                 xml = pages.take(offset)
                 # Speculate that the next page follows: oned renders it while we parse. A
