@@ -13,7 +13,7 @@ export DEBUG ?= 1
 
 help:
 	@echo "make demo   - run simulator + suspension service + web console (http://127.0.0.1:8000)"
-	@echo "make test   - lint, type-check and run the tests (SQLite, and PostgreSQL if it answers)"
+	@echo "make test   - lint, type-check and run the tests (SQLite, then PostgreSQL and MariaDB if they answer)"
 	@echo "make bench  - run the benchmarks in bench/ and print their numbers"
 
 $(STAMP):

@@ -12,8 +12,8 @@ from suspend_service.env import database
 
 
 def answers(url: str) -> bool:
-    settings = database(url)
     try:
+        settings = database(url)
         if settings["ENGINE"].endswith("postgresql"):
             import psycopg
 

@@ -111,7 +111,7 @@ def _build(values: Mapping[str, Value], source: str) -> IdleRecord:
     ts = int(values["ts"])
     if since is not None and int(since) > ts:
         raise _Bad(f"{_label('since', source)}: later than {_label('ts', source)}")
-    if since and int(since) < EPOCH_MIN:
+    if idle and since and int(since) < EPOCH_MIN:
         raise _Bad(f"{_label('since', source)}: out of range")
     extra = {_ATTRS[k]: v for k, v in values.items() if k in _ATTRS}
     return IdleRecord(

@@ -35,7 +35,8 @@ from idlevm.one.idle import MONITORING_NAMES, parse_host_idle, parse_monitoring_
 from idlevm.one.records import Host, IdleProblem, IdleRecord, VirtualMachine
 
 MAX_ATTRS = 200
-# Whole dict, keys and values: what one VM's owner can make us store per VM and per cycle.
+# Whole dict, keys and values, as stored (JSON-escaped): what one VM's owner can make us
+# store per VM and per cycle.
 MAX_DICT_CHARS = 16384
 MAX_KEY_CHARS = 128
 MAX_VALUE_CHARS = 4096
@@ -125,6 +126,12 @@ def _split(
     return texts, found
 
 
+def _stored_size(text: str) -> int:
+    """An upper bound of text's size in the database: JSON escapes non-ASCII characters,
+    up to 12 bytes each (a surrogate pair)."""
+    return len(text) if text.isascii() else 12 * len(text)
+
+
 def _scalars(el: Element | None, skip: str | None = None) -> dict[str, str]:
     """Scalar child attributes of a template-like element, within the bounds above."""
     out: dict[str, str] = {}
@@ -140,7 +147,7 @@ def _scalars(el: Element | None, skip: str | None = None) -> dict[str, str]:
         value = child.text or ""
         if len(value) > MAX_VALUE_CHARS:
             continue
-        budget -= len(key) + len(value)
+        budget -= _stored_size(key) + _stored_size(value)
         if budget < 0:
             break
         out[key] = value
@@ -197,7 +204,7 @@ def _monitoring(
         value = child.text or ""
         fits = len(value) <= MAX_VALUE_CHARS and len(monitoring) < MAX_ATTRS
         if fits and not len(child) and key not in monitoring:
-            budget -= len(key) + len(value)
+            budget -= _stored_size(key) + _stored_size(value)
             if budget >= 0:
                 monitoring[key] = value
     if duplicate:

@@ -24,7 +24,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         "vm_states": live_vms.values("state_name", "lcm_state_name")
         .annotate(n=Count("id"))
         .order_by("-n"),
-        "idle_vms": live_vms.filter(idle=True, idle_received__gte=fresh_since).count(),
+        "idle_vms": live_vms.filter(
+            state_name="ACTIVE", lcm_state_name="RUNNING", idle=True, idle_received__gte=fresh_since
+        ).count(),
         "runs": CollectionRun.objects.all()[:10],
         "errors": ErrorMessage.objects.filter(cleared=False)[:50],
     }

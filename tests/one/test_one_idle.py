@@ -262,3 +262,8 @@ def test_non_string_input_does_not_raise() -> None:
 def test_timestamps_outside_real_dates_are_rejected(pairs: str) -> None:
     records, problems = parse_host_idle(f"1;5:{pairs}")
     assert records == {} and len(problems) == 1 and problems[0].vm_id == 5
+
+
+def test_a_busy_record_is_accepted_whatever_its_since() -> None:
+    records, problems = parse_host_idle("1;5:seq=1,ts=1764000000,rcv=1764000000,state=busy,since=5")
+    assert problems == [] and records[5].idle_since is None

@@ -202,3 +202,13 @@ def test_one_vm_cannot_make_us_store_more_than_the_dict_budget() -> None:
     (vm,) = parse_vm_pool(one_xml.vm_pool([one_xml.vm(1, user_template=many)]))
     stored = sum(len(k) + len(v) for k, v in vm.user_template.items())
     assert 0 < stored <= MAX_DICT_CHARS
+
+
+def test_the_dict_budget_counts_json_escaped_size() -> None:
+    import json
+
+    from idlevm.one.parse import MAX_DICT_CHARS
+
+    emoji = {f"K{i:03d}": "\U0001f600" * 1000 for i in range(20)}
+    (vm,) = parse_vm_pool(one_xml.vm_pool([one_xml.vm(1, user_template=emoji)]))
+    assert len(json.dumps(vm.user_template)) <= MAX_DICT_CHARS + 200  # JSON punctuation
