@@ -219,13 +219,14 @@ def resolve_idle(
         for problem in vm.idle_problems:
             message = f"MONITORING of VM {vm.id}: {problem.reason}"
             out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
-        candidates = (vm.idle, from_hosts.get(vm.id))
-        usable = [rec if rec is None or rec.received <= latest else None for rec in candidates]
-        for rec, kept in zip(candidates, usable, strict=True):
-            if rec is not None and kept is None:
+        usable: list[one.IdleRecord | None] = []
+        for rec in (vm.idle, from_hosts.get(vm.id)):
+            if rec is not None and rec.received > latest:
                 # A record from the future would never go stale and win every comparison.
                 message = f"idle data of VM {vm.id} was received in the future ({rec.received})"
                 out.conditions.append(Condition(Kind.IDLE_MALFORMED, f"vm:{vm.id}", message))
+                rec = None
+            usable.append(rec)
         best = newest(*usable)
         if best is not None:
             chosen[vm.id] = best
