@@ -9,12 +9,13 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 export DEBUG ?= 1
 
-.PHONY: help venv test lint typecheck pytest demo bench clean
+.PHONY: help venv test lint typecheck pytest demo bench clean agent
 
 help:
 	@echo "make demo   - run simulator + suspension service + web console (http://127.0.0.1:8000)"
 	@echo "make test   - lint, type-check and run the tests (SQLite, then PostgreSQL and MariaDB if they answer)"
 	@echo "make bench  - run the benchmarks in bench/ and print their numbers"
+	@echo "make agent  - build dist/idlevm-agent.pyz, the single-file agent for VM images"
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,18 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/collect.py
+	$(BIN)/python bench/agent.py
+
+# The agent as one file a VM image can carry: only idlevm/__init__.py, idlevm/protocol.py and
+# idlevm/agent/ go in (standard library only, Python 3.6+).
+agent: dist/idlevm-agent.pyz
+
+dist/idlevm-agent.pyz: idlevm/__init__.py idlevm/protocol.py $(wildcard idlevm/agent/*.py)
+	rm -rf build/agent && mkdir -p build/agent/idlevm/agent dist
+	cp idlevm/__init__.py idlevm/protocol.py build/agent/idlevm/
+	cp idlevm/agent/*.py build/agent/idlevm/agent/
+	$(PYTHON) -m zipapp build/agent -m "idlevm.agent.__main__:main" -p "/usr/bin/env python3" -o $@
+	@echo "built $@ ($$(wc -c < $@) bytes)"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The agent and the protocol must run on Python 3.6 (old VM images).
+
+vermin checks the source; where a real Python 3.6 is installed (pyenv), the agent runs on it.
+"""
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from idlevm import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+VERMIN = "import sys, vermin; sys.exit(vermin.main())"  # vermin has no __main__ module
+
+
+def python36():
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6")))
+    found = shutil.which("python3.6")
+    if found and "/shims/" in found:
+        found = None  # a pyenv shim fails unless 3.6 is the selected version
+    return (pyenv or [found])[0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vermin") is None, reason="vermin not installed")
+def test_agent_needs_at_most_python_3_6():
+    targets = [str(REPO / "idlevm/agent"), str(REPO / "idlevm/protocol.py")]
+    command = [sys.executable, "-c", VERMIN, "--no-tips", "-t=3.6-", "--violations", *targets]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert proc.returncode == 0, proc.stdout.decode()
+
+
+@pytest.mark.skipif(python36() is None, reason="no Python 3.6 installed")
+def test_agent_runs_on_python_3_6():
+    command = [python36(), "-m", "idlevm.agent", "--once", "--stdout", "--config", "/nonexistent"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONHOME", None)
+    proc = subprocess.run(command, env=env, cwd=str(REPO), stdout=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 0
+    assert protocol.decode(proc.stdout)["seq"] == 0
+
+
+def test_agent_imports_nothing_else_from_idlevm():
+    # The zipapp holds only idlevm/__init__.py, idlevm/protocol.py and idlevm/agent/.
+    for path in (REPO / "idlevm/agent").glob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("import idlevm", "from idlevm")):
+                assert line == "from idlevm import protocol", (path.name, line)
