@@ -115,3 +115,9 @@ def machine(tmp_path):
 @pytest.fixture
 def clock():
     return FakeClock()
+
+
+@pytest.fixture
+def base_cpu():
+    """A fresh copy of CPU0's counters, for tests that advance them."""
+    return dict(CPU0)

@@ -25,20 +25,6 @@ def two_samples(machine, clock, config, first, second, seconds=10):
     return sampler.sample(now=machine.now)
 
 
-@pytest.fixture
-def base_cpu():
-    return {
-        "user": 10132153,
-        "nice": 290696,
-        "system": 3084719,
-        "idle": 46828483,
-        "iowait": 16683,
-        "irq": 0,
-        "softirq": 25195,
-        "steal": 1200,
-    }
-
-
 def test_idle_machine(machine, clock, base_cpu):
     config = Config(ignore_users=frozenset({"root"}))
     machine.sessions(("pts/0", "alice", 7200), ("pts/1", "root", 5))
