@@ -15,6 +15,10 @@ Everything on the line comes from the VM: decode() trusts nothing.
 
 import re
 import zlib
+from typing import Any, Dict, Mapping, Union
+
+# Annotations only in forms Python 3.6 accepts (typing, no `X | Y`).
+Value = Union[int, float, str]
 
 VERSION_WORD = "IDLEVM1"
 MAX_LINE = 512
@@ -41,9 +45,13 @@ REQUIRED = ("seq", "ts", "state")
 STATES = ("idle", "busy")
 ORDER = tuple(FIELDS)  # the order writers use; readers accept any order
 
-_INT = re.compile(r"[0-9]{1,16}\Z")
-_FLOAT = re.compile(r"[0-9]{1,16}(\.[0-9]{1,16})?\Z")
-_WORD = re.compile(r"[a-z]{1,16}\Z")
+# The value grammar, shared with the published format (idlevm/one/idle.py): ASCII digits
+# only (int() alone would take signs, spaces, "_" and non-ASCII digits), no exponents.
+PATTERNS = {
+    "int": re.compile(r"[0-9]{1,16}"),
+    "float": re.compile(r"[0-9]{1,16}(\.[0-9]{1,16})?"),
+    "word": re.compile(r"[a-z]{1,16}"),
+}
 _CRC = re.compile(r"[0-9a-f]{8}\Z")
 
 
@@ -51,26 +59,27 @@ class ProtocolError(ValueError):
     """A line that does not follow the format; the message says what is wrong."""
 
 
-def _format(kind, value):
+def format_value(kind: str, value: Any) -> str:
+    """Text of a value of `kind`: floats in fixed notation (no exponent), at most 6 decimals."""
     if kind == "float":
         text = f"{float(value):.6f}".rstrip("0").rstrip(".")
         return text or "0"
     return str(value)
 
 
-def _check(key, value):
+def _check(key: str, value: Any) -> Value:
     kind, low, high = FIELDS[key]
     if kind == "word":
         if value not in STATES:
             raise ProtocolError("{}: not one of {}".format(key, ", ".join(STATES)))
-        return value
-    number = float(value) if kind == "float" else int(value)
+        return str(value)
+    number: Union[int, float] = float(value) if kind == "float" else int(value)
     if not low <= number <= high:  # also refuses nan
         raise ProtocolError(f"{key}: {value} out of range")
     return number
 
 
-def encode(record):
+def encode(record: Mapping[str, Any]) -> bytes:
     """The line (bytes, newline included) for a dict of fields; raises ProtocolError."""
     for key in REQUIRED:
         if key not in record:
@@ -81,7 +90,7 @@ def encode(record):
         if value is None:
             continue
         kind = FIELDS[key][0]
-        parts.append(f"{key}={_format(kind, _check(key, value))}")
+        parts.append(f"{key}={format_value(kind, _check(key, value))}")
     unknown = set(record) - set(FIELDS)
     if unknown:
         raise ProtocolError("unknown fields: {}".format(", ".join(sorted(unknown))))
@@ -92,7 +101,7 @@ def encode(record):
     return line.encode("ascii")
 
 
-def decode(line):
+def decode(line: Union[bytes, str]) -> Dict[str, Value]:
     """The fields of one line (bytes or str, newline optional); raises ProtocolError."""
     if isinstance(line, str):
         try:
@@ -124,13 +133,12 @@ def decode(line):
         spec = FIELDS.get(key)
         if spec is None:
             continue  # a later agent's field: ignored
-        pattern = {"int": _INT, "float": _FLOAT, "word": _WORD}[spec[0]]
-        if not pattern.match(raw):
+        if not PATTERNS[spec[0]].fullmatch(raw):
             raise ProtocolError(f"{key}: not a valid {spec[0]}")
         record[key] = _check(key, raw)
     for key in REQUIRED:
         if key not in record:
             raise ProtocolError(f"{key}: missing")
-    if record.get("since", 0) > record["ts"]:
+    if int(record.get("since", 0)) > int(record["ts"]):  # both ints by now
         raise ProtocolError("since: later than ts")
     return record

@@ -8,23 +8,23 @@ ValueError on records that would not parse back (a bug in the caller, not hostil
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from idlevm.one.records import IdleProblem, IdleRecord
+from idlevm.protocol import PATTERNS, format_value
 
 VERSION = 1
 MAX_RECORD_BYTES = 512
 MAX_RECORDS = 1000
 MAX_ATTRIBUTE_BYTES = 256 * 1024
 
-_INT = re.compile(r"[0-9]{1,16}")
+_INT = PATTERNS["int"]
 # Floats: the doc gives no digit limit; 16 digits either side is far past any bound and keeps
 # the work per value constant (decision reported to the protocol owner).
-_FLOAT = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,16})?")
-_WORD = re.compile(r"[a-z]{1,16}")
+_FLOAT = PATTERNS["float"]
+_WORD = PATTERNS["word"]
 _HOST_CHARS = re.compile(r"[0-9a-z.,;:=_]*")
 _NON_EMPTY_SEGMENT = re.compile(r"[^;]+")
 
@@ -308,11 +308,7 @@ def _pairs(rec: IdleRecord) -> list[tuple[str, str]]:
 
 
 def _format_value(spec: _Field, value: Value) -> str:
-    if spec.kind == "float" and isinstance(value, float) and math.isfinite(value):
-        # Fixed notation: repr() would give exponents (1e-05), which the grammar forbids.
-        text = f"{value:.6f}".rstrip("0").rstrip(".")
-        return text or "0"
-    return str(value)
+    return format_value(spec.kind, value)  # the agent line's rule: same grammar
 
 
 def _valid(spec: _Field, text: str) -> bool:
