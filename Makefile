@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy suspend_service idlevm/one idlevm/onesim idlevm/inventory idlevm/web
+	$(BIN)/mypy suspend_service idlevm/one idlevm/onesim idlevm/inventory idlevm/rules idlevm/web
 
 # The suite runs on SQLite, then again on each server database that answers: PostgreSQL
 # (production) and MariaDB (when mysqlclient is installed: EXTRAS=dev,mysql).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
 from suspend_service.env import (
     database,
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "idlevm.inventory",
+    "idlevm.rules",
     "idlevm.web",
 ]
 
@@ -95,6 +97,16 @@ IDLE_STALE_SECONDS = env_int("IDLE_STALE_SECONDS", 900, minimum=1)
 IDLE_SAMPLE_RETENTION_DAYS = env_int("IDLE_SAMPLE_RETENTION_DAYS", 14, minimum=1)
 # Default pause between cycles of `suspend_service --loop`.
 SUSPEND_SERVICE_INTERVAL = env_int("SUSPEND_SERVICE_INTERVAL", 300, minimum=1)
+
+# --- Rules and actions --------------------------------------------------------------------
+# Global dry run: rules are evaluated and recorded, nothing is sent to OpenNebula.
+RULES_DRY_RUN = env_bool("RULES_DRY_RUN", False)
+# The blast-radius limit: real actions per cycle, all rules together, as a count and as a
+# share of the running VMs (rounded up). More than that: no action at all that cycle.
+MAX_ACTIONS_PER_CYCLE = env_int("MAX_ACTIONS_PER_CYCLE", 20, minimum=0)
+MAX_ACTIONS_PERCENT = env_float("MAX_ACTIONS_PERCENT", 10.0, minimum=0.0)
+if MAX_ACTIONS_PERCENT > 100:
+    raise ImproperlyConfigured(f"MAX_ACTIONS_PERCENT={MAX_ACTIONS_PERCENT:g} is above 100")
 
 LOGGING = {
     "version": 1,

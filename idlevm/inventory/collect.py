@@ -60,6 +60,7 @@ class Stored:
     new_samples: int = 0
     gone: int = 0
     conditions: list[Condition] = field(default_factory=list)
+    detect_seconds: float = 0.0  # finding and recording the VMs' error conditions
 
 
 def epoch(seconds: int | None) -> datetime | None:
@@ -90,6 +91,7 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
     run with an error. Raises only if the database cannot even record that."""
     now = now or timezone.now()
     run = CollectionRun.objects.create(started=now)
+    started = time.monotonic()
     try:
         fetched = fetch(source)
     except OneError as exc:
@@ -108,6 +110,7 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
     run.hosts, run.vms = len(fetched.hosts), len(fetched.vms)
     run.new_samples, run.gone = stored.new_samples, stored.gone
     run.errors, run.fetch_seconds = len(stored.conditions), fetched.seconds
+    run.detect_seconds, run.collect_seconds = stored.detect_seconds, time.monotonic() - started
     run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
     run.save()
     return run
@@ -149,8 +152,10 @@ def store(fetched: Fetched, run: CollectionRun, now: datetime) -> Stored:
     store_hosts(fetched.hosts, run, now, stored)
     idle = resolve_idle(fetched.hosts, fetched.vms, fetched_at, stored)
     received = store_vms(fetched.vms, idle, run, now, stored)
+    detect_started = time.monotonic()
     stored.conditions += vm_conditions(fetched.vms, received, fetched_at)
     conditions.record(stored.conditions, now)
+    stored.detect_seconds = time.monotonic() - detect_started
     prune_samples(now)
     return stored
 

@@ -134,6 +134,12 @@ class CollectionRun(models.Model):
     gone = models.IntegerField(default=0)
     errors = models.IntegerField(default=0)
     fetch_seconds = models.FloatField(null=True, blank=True)
+    # The cycle's steps: collect (fetch + store + error detection), evaluate rules, act.
+    collect_seconds = models.FloatField(null=True, blank=True)
+    detect_seconds = models.FloatField(null=True, blank=True)
+    evaluate_seconds = models.FloatField(null=True, blank=True)
+    act_seconds = models.FloatField(null=True, blank=True)
+    actions = models.JSONField(default=dict, blank=True, help_text="action outcome -> count")
     message = models.TextField(blank=True)
 
     class Meta:
@@ -165,9 +171,16 @@ class ErrorMessage(models.Model):
         IDLE_STALE = "idle_stale", "Idle data too old"
         IDLE_WRONG_HOST = "idle_wrong_host", "Idle data for a VM not on that host"
         IDLE_MALFORMED = "idle_malformed", "Malformed idle data"
+        RULE_INVALID = "rule_invalid", "Rule invalid (skipped)"
+        RULE_FAILED = "rule_failed", "Rule failed on some VMs"
+        RULE_LIMIT = "rule_limit", "Rule matched more VMs than its limit"
+        ACTIONS_LIMIT = "actions_limit", "Global action limit reached"
+        ACTION_FAILED = "action_failed", "Action failed"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    subject = models.CharField(max_length=64, help_text='"one", "host:<id>" or "vm:<id>"')
+    subject = models.CharField(
+        max_length=64, help_text='"one", "service", "host:<id>", "vm:<id>" or "rule:<id>"'
+    )
     message = models.TextField()
     note = models.TextField(blank=True, help_text="operator's note")
     first_seen = models.DateTimeField()

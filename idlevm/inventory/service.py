@@ -21,6 +21,8 @@ from idlevm.inventory.models import CollectionRun
 from idlevm.one.auth import Credentials, credentials_from_env, read_auth_file
 from idlevm.one.client import OneClient
 from idlevm.one.errors import OneConfigError, OneError
+from idlevm.rules.act import close_interrupted_actions
+from idlevm.rules.cycle import run_rules
 
 log = logging.getLogger("idlevm.service")
 
@@ -52,16 +54,22 @@ def credentials() -> Credentials:
     raise OneConfigError(f"ONE_AUTH names no readable file: {path}")
 
 
-def run_cycle() -> CollectionRun | None:
-    """One cycle of the service, or None when another cycle holds the lock.
+def run_cycle(
+    dry_run: bool = False, stop: Callable[[], bool] = lambda: False
+) -> CollectionRun | None:
+    """One cycle: collect, detect errors, evaluate the rules, act. None when another cycle
+    holds the lock.
 
-    A client that cannot even be built is a failed run too.
+    A client that cannot even be built is a failed run too. Rules run only after a
+    successful collection: a failed one leaves nothing fresh to act on. `stop` is polled
+    between actions (SIGTERM during --loop): the actions not started are abandoned.
     """
     with cycle_lock() as held:
         if not held:
             log.warning("another cycle is still running: this one is skipped")
             return None
         close_interrupted_runs()
+        close_interrupted_actions()
         try:
             client = make_client()
         except (OneError, ValueError) as exc:
@@ -69,16 +77,29 @@ def run_cycle() -> CollectionRun | None:
             run = CollectionRun.objects.create(started=timezone.now())
             message = f"cannot set up OpenNebula client: {exc}"
             return finish_failed(run, Condition(kind, "one", message))
-        return collect_once(client)
+        with client:
+            run = collect_once(client)
+            if run.outcome == CollectionRun.Outcome.OK and not stop():
+                run_rules(client, run, dry_run=dry_run, stop=stop)
+        return run
 
 
-def run_loop(interval: float, cycle: Callable[[], CollectionRun | None] = run_cycle) -> int:
+def run_loop(
+    interval: float,
+    cycle: Callable[[Callable[[], bool]], CollectionRun | None] | None = None,
+    dry_run: bool = False,
+) -> int:
     """Run cycles every `interval` seconds until SIGTERM or SIGINT; returns the cycle count.
 
-    A signal never interrupts a cycle half-way: the cycle's transaction finishes (or rolls
-    back), then the loop ends.
+    A signal never interrupts a step half-way: collection's transaction finishes (or rolls
+    back), the action being sent completes and is recorded, the actions not yet started
+    are abandoned, then the loop ends.
     """
     stop = threading.Event()
+    if cycle is None:
+
+        def cycle(should_stop: Callable[[], bool]) -> CollectionRun | None:
+            return run_cycle(dry_run=dry_run, stop=should_stop)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping after the current cycle", signum)
@@ -92,7 +113,7 @@ def run_loop(interval: float, cycle: Callable[[], CollectionRun | None] = run_cy
             # A daemon outlives database restarts: drop a connection that broke since.
             close_old_connections()
             try:
-                run = cycle()
+                run = cycle(stop.is_set)
             except Exception:  # a daemon outlives one bad cycle
                 log.exception("cycle %s failed unexpectedly", cycles)
                 close_old_connections()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import sqlite3
@@ -186,7 +185,7 @@ def test_the_loop_reconnects_after_the_database_ends_its_session(one_settings):
         pytest.skip("needs a database server that can end a session (the PostgreSQL pass)")
     attempts, outcomes = [], []
 
-    def cycle():
+    def cycle(stop):
         attempts.append(1)
         try:
             run = run_cycle()
@@ -266,9 +265,9 @@ def test_a_cycle_started_while_another_runs_is_skipped(one_settings):
     thread.start()
     try:
         assert held.wait(10)
-        out = io.StringIO()
-        call_command("suspend_service", "--once", stdout=out)
-        assert "skipped" in out.getvalue()
+        with pytest.raises(CommandError, match="still running: skipped") as refused:
+            call_command("suspend_service", "--once")
+        assert refused.value.returncode == 75  # EX_TEMPFAIL
         assert not CollectionRun.objects.exists()
     finally:
         release.set()

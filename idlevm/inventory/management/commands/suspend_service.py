@@ -16,12 +16,20 @@ from idlevm.inventory.service import run_cycle, run_loop
 
 
 class Command(BaseCommand):
-    help = "Collect hosts and VMs from OpenNebula into the database (one cycle, or a loop)."
+    help = (
+        "One service cycle (or a loop of them): collect hosts and VMs from OpenNebula, record "
+        "error conditions, evaluate the rules and send their actions."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--once", action="store_true", help="run one cycle and exit (cron)")
         mode.add_argument("--loop", action="store_true", help="run cycles until SIGTERM")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="evaluate the rules and record what they would do, send nothing",
+        )
         parser.add_argument(
             "--interval",
             type=float,
@@ -37,16 +45,18 @@ class Command(BaseCommand):
             seconds = settings.SUSPEND_SERVICE_INTERVAL if interval is None else interval
             if seconds <= 0:
                 raise CommandError("--interval must be positive")
-            cycles = run_loop(seconds)
+            cycles = run_loop(seconds, dry_run=options["dry_run"])
             self.stdout.write(f"stopped after {cycles} cycle(s)")
             return
-        run = run_cycle()
+        run = run_cycle(dry_run=options["dry_run"])
         if run is None:
-            self.stdout.write("another cycle is still running: skipped")
-            return
+            # EX_TEMPFAIL: not an error of this run, but cron should tell someone that
+            # cycles overlap (OpenNebula slow, interval too short).
+            raise CommandError("another cycle is still running: skipped", returncode=75)
+        actions = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.actions.items()))
         summary = (
             f"{run}: {run.hosts} hosts, {run.vms} VMs, {run.new_samples} new samples, "
-            f"{run.gone} gone, {run.errors} error condition(s)"
+            f"{run.gone} gone, {run.errors} error condition(s), actions: {actions or 'none'}"
         )
         if run.outcome != CollectionRun.Outcome.OK:
             raise CommandError(f"{summary}: {run.message}", returncode=1)

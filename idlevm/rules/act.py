@@ -1,0 +1,176 @@
+"""The act step: send each planned action to OpenNebula, one VM at a time, and record it.
+
+`act_one` is one action: write the record (pending), re-read the VM, take it only if the
+VM is still what the rule saw (same state, not exempt, the rule still matches on the fresh
+facts), then complete the record with the outcome and the state after. A record is
+committed before anything is sent, so a process killed half-way leaves a `pending` record
+(closed as `interrupted` by the next cycle, and counted by the cooldown): never a duplicate
+action.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from django.db.models import Q
+from django.utils import timezone
+
+from idlevm.inventory.collect import IDLE_COLUMNS, idle_values, is_new
+from idlevm.inventory.conditions import Condition, Kind
+from idlevm.inventory.models import CollectionRun, VirtualMachine
+from idlevm.one import records as one
+from idlevm.one.errors import OneError, OneNoExistsError
+from idlevm.rules.engine import Planned, values_for
+from idlevm.rules.fields import Context, is_exempt
+from idlevm.rules.models import ActionRecord
+
+log = logging.getLogger("idlevm.rules")
+Outcome = ActionRecord.Outcome
+
+
+class ActionTarget(Protocol):
+    """What the act step needs from OpenNebula (idlevm.one.OneClient)."""
+
+    def vm(self, vm_id: int) -> one.VirtualMachine: ...
+    def vm_action(self, action: str, vm_id: int) -> None: ...
+
+
+@dataclass
+class Acted:
+    counts: dict[str, int] = field(default_factory=dict)  # outcome -> records
+    conditions: list[Condition] = field(default_factory=list)
+    abandoned: int = 0  # not started: the service was asked to stop
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+def act(
+    target: ActionTarget,
+    planned: list[Planned],
+    ctx: Context,
+    run: CollectionRun | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> Acted:
+    acted = Acted()
+    for index, item in enumerate(planned):
+        if stop():
+            acted.abandoned = len(planned) - index
+            log.warning("stopping: %s planned action(s) not started", acted.abandoned)
+            break
+        record = act_one(target, item, ctx, run)
+        acted.count(record.outcome)
+        if record.outcome == Outcome.FAILED:
+            message = f"{record.action} of VM {record.vm_name} (#{record.vm_id}) by rule "
+            message += f"{record.rule_name!r} failed: {record.message}"
+            acted.conditions.append(Condition(Kind.ACTION_FAILED, f"vm:{record.vm_id}", message))
+    return acted
+
+
+def act_one(
+    target: ActionTarget, item: Planned, ctx: Context, run: CollectionRun | None = None
+) -> ActionRecord:
+    vm, action = item.vm, item.action
+    record = ActionRecord(
+        time=timezone.now(), run=run, rule=item.rule, rule_name=item.rule.name,
+        rule_expression=item.rule.expression, vm_id=vm.id, vm_name=vm.name, vm_owner=vm.owner,
+        vm_group=vm.group, vm_host=vm.host_name, action=action.name, dry_run=item.dry_run,
+        state_before=state_of(vm), evidence=item.evidence,
+    )  # fmt: skip
+    if item.dry_run or action.one_action is None:
+        # Dry run and `log` send nothing: the record is the whole action.
+        return finish(record, Outcome.WOULD if item.dry_run else Outcome.DONE, force_insert=True)
+    record.outcome = Outcome.PENDING
+    record.save(force_insert=True)
+    try:
+        fresh = target.vm(vm.id)
+    except OneNoExistsError:
+        return finish(record, Outcome.SKIPPED, "the VM no longer exists")
+    except OneError as exc:
+        return finish(record, Outcome.FAILED, f"could not re-read the VM: {exc}")
+    reason = changed(item, fresh, ctx)
+    if reason:
+        return finish(record, Outcome.SKIPPED, reason, state_after=state_of(fresh))
+    try:
+        target.vm_action(action.one_action, vm.id)
+    except OneError as exc:
+        return finish(record, Outcome.FAILED, str(exc), state_after=state_of(fresh))
+    return finish(record, Outcome.DONE, state_after=state_after(target, vm.id))
+
+
+def changed(item: Planned, fresh: one.VirtualMachine, ctx: Context) -> str:
+    """Why the action must not be taken on the re-read VM ("" if it still should)."""
+    vm = item.vm
+    before, now = state_of(vm), state_of(fresh)
+    if now != before:
+        return f"the VM changed state since collection ({before} -> {now})"
+    if not item.action.applies(fresh.state_name, fresh.lcm_state_name):
+        return f"{item.action.name} does not apply in state {now}"
+    current = refreshed(vm, fresh)
+    if is_exempt(current):
+        return "the VM's owner set IDLEVM_EXEMPT since collection"
+    if (current.owner, current.name) != (vm.owner, vm.name):
+        return "the VM's name or owner changed since collection"
+    try:
+        still = item.compiled.evaluate(values_for(current, set(item.compiled.fields), ctx))
+    except Exception as exc:  # the rule failing on fresh data: do nothing
+        return f"the rule failed on the re-read VM: {type(exc).__name__}: {exc}"
+    if still is not True:
+        return "the rule no longer matches the re-read VM"
+    return ""
+
+
+def refreshed(vm: VirtualMachine, fresh: one.VirtualMachine) -> VirtualMachine:
+    """The stored VM with what one.vm.info says now (a copy: nothing is saved)."""
+    current = copy.copy(vm)
+    current.name, current.owner, current.group = fresh.name, fresh.uname, fresh.gname
+    current.state_name, current.lcm_state_name = fresh.state_name, fresh.lcm_state_name
+    current.user_template = dict(fresh.user_template)
+    rec = fresh.idle
+    stored = (vm.idle_seq, vm.idle_time, vm.idle_received)
+    if rec is not None and is_new(rec, stored) and rec.received <= ctx_limit():
+        for column, value in zip(IDLE_COLUMNS, idle_values(rec), strict=True):
+            setattr(current, column, value)
+    return current
+
+
+def ctx_limit() -> float:
+    """Records received in the future are refused, as in collection (5 minutes of skew)."""
+    return timezone.now().timestamp() + 300
+
+
+def state_of(vm: VirtualMachine | one.VirtualMachine) -> str:
+    return f"{vm.state_name}/{vm.lcm_state_name}"
+
+
+def state_after(target: ActionTarget, vm_id: int) -> str:
+    try:
+        return state_of(target.vm(vm_id))
+    except OneError:
+        return ""
+
+
+def finish(
+    record: ActionRecord, outcome: str, message: str = "", state_after: str = "",
+    force_insert: bool = False,
+) -> ActionRecord:  # fmt: skip
+    record.outcome, record.message, record.state_after = outcome, message[:2000], state_after
+    record.finished = timezone.now()
+    record.save(force_insert=force_insert)
+    level = logging.WARNING if outcome == Outcome.FAILED else logging.INFO
+    log.log(level, "%s%s", record, f": {message}" if message else "")
+    return record
+
+
+def close_interrupted_actions() -> int:
+    """Pending records of a process that died: the outcome is unknown (the cooldown holds)."""
+    pending = ActionRecord.objects.filter(Q(outcome=Outcome.PENDING))
+    return pending.update(
+        outcome=Outcome.INTERRUPTED, finished=datetime.now(UTC),
+        message="the process ended before the outcome was known; check the VM",
+    )  # fmt: skip
