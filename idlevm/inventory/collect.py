@@ -86,9 +86,16 @@ def one_error_condition(exc: OneError) -> Condition:
     return Condition(kind, "one", str(exc))
 
 
-def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionRun:
-    """One cycle: every OpenNebula failure and every failure while storing ends as a failed
-    run with an error. Raises only if the database cannot even record that."""
+def collect_once(
+    source: PoolSource, now: datetime | None = None, finish: bool = True
+) -> CollectionRun:
+    """The collect step: every OpenNebula failure and every failure while storing ends as a
+    failed run with an error. Raises only if the database cannot even record that.
+
+    With finish=False a successful run stays `running`: the service finishes it after the
+    rules step, so a process killed while acting leaves a run the next cycle closes as
+    interrupted, not one that claims a whole cycle.
+    """
     now = now or timezone.now()
     run = CollectionRun.objects.create(started=now)
     started = time.monotonic()
@@ -111,7 +118,8 @@ def collect_once(source: PoolSource, now: datetime | None = None) -> CollectionR
     run.new_samples, run.gone = stored.new_samples, stored.gone
     run.errors, run.fetch_seconds = len(stored.conditions), fetched.seconds
     run.detect_seconds, run.collect_seconds = stored.detect_seconds, time.monotonic() - started
-    run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
+    if finish:
+        run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
     run.save()
     return run
 

@@ -78,9 +78,18 @@ def run_cycle(
             message = f"cannot set up OpenNebula client: {exc}"
             return finish_failed(run, Condition(kind, "one", message))
         with client:
-            run = collect_once(client)
-            if run.outcome == CollectionRun.Outcome.OK and not stop():
-                run_rules(client, run, dry_run=dry_run, stop=stop)
+            run = collect_once(client, finish=False)
+            if run.outcome == CollectionRun.Outcome.FAILED:
+                return run
+            try:
+                if not stop():
+                    run_rules(client, run, dry_run=dry_run, stop=stop)
+            except Exception as exc:  # the rules step failing must not leave the run open
+                log.exception("cycle %s failed in the rules step", run.pk)
+                message = f"the rules step failed: {type(exc).__name__}: {exc}"
+                return finish_failed(run, Condition(Kind.COLLECTION_FAILED, "one", message))
+        run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
+        run.save(update_fields=["outcome", "finished"])
         return run
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from idlevm.one.states import ERROR_CODES, HOST_BY_NAME, LCM_BY_NAME, VM_BY_NAME
 from idlevm.onesim.model import (
@@ -31,6 +31,7 @@ class Fault:
     fail: str | None = None  # an ERROR_CODES name, "FAULT" (XML-RPC fault) or "HTTP_500"
     calls: int = 0  # how many calls it affects; 0 = until cleared
     message: str = "Simulated failure"
+    method: str | None = None  # only calls of this method (e.g. "one.vm.action"); None: all
 
 
 def _keys(values: Mapping[str, object]) -> dict[str, str]:
@@ -183,28 +184,28 @@ class InjectMixin:
         fail: str | None = None,
         calls: int = 0,
         message: str = "Simulated failure",
+        method: str | None = None,
     ) -> None:
-        """Make the next `calls` one.* calls (0 = all until cleared) slow and/or fail."""
+        """Make the next `calls` one.* calls (0 = all until cleared) slow and/or fail; with
+        `method`, only calls of that method count and are affected."""
         if fail is not None and fail not in ERROR_CODES and fail not in ("FAULT", "HTTP_500"):
             raise ValueError(f"unknown failure kind {fail!r}")
         if delay < 0 or calls < 0:
             raise ValueError("delay and calls must not be negative")
         with self.lock:
-            self._fault = Fault(delay, fail, calls, message)
+            self._fault = Fault(delay, fail, calls, message, method)
 
     def clear_fault(self) -> None:
         with self.lock:
             self._fault = Fault()
 
-    def take_fault(self) -> Fault:
+    def take_fault(self, method: str = "") -> Fault:
         """The fault that applies to the one.* call being served (counts it down)."""
         with self.lock:
             fault = self._fault
+            if fault.method is not None and fault.method != method:
+                return Fault()
             if fault.calls:
                 remaining = fault.calls - 1
-                self._fault = (
-                    Fault(fault.delay, fault.fail, remaining, fault.message)
-                    if remaining
-                    else Fault()
-                )
+                self._fault = replace(fault, calls=remaining) if remaining else Fault()
             return fault

@@ -147,7 +147,7 @@ class Dispatcher:
         return [True, value, 0]
 
     def _apply_fault(self, method: str) -> None:
-        fault = self.cloud.take_fault()
+        fault = self.cloud.take_fault(method)
         if fault.delay:
             time.sleep(fault.delay)
         if fault.fail == "FAULT":

@@ -47,7 +47,8 @@ class Acted:
     abandoned: int = 0  # not started: the service was asked to stop
 
     def count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        key = str(outcome)  # the plain value, not the enum member (stored as JSON)
+        self.counts[key] = self.counts.get(key, 0) + 1
 
 
 def act(

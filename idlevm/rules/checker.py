@@ -90,16 +90,18 @@ def check(source: str) -> Checked:
     if len(source) > MAX_LENGTH:
         raise RuleError(f"the expression is longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        # In parentheses, an expression may span lines as operators write it in a form.
+        tree = ast.parse(f"(\n{source}\n)", mode="eval")
     except SyntaxError as exc:
-        raise RuleError(f"syntax error: {exc.msg}", exc.lineno, exc.offset) from None
+        line = None if exc.lineno is None else min(max(exc.lineno - 1, 1), source.count("\n") + 1)
+        raise RuleError(f"syntax error: {exc.msg}", line, exc.offset) from None
     except (RecursionError, MemoryError):
         raise RuleError(f"the expression nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # e.g. a NUL character
         raise RuleError(f"cannot parse the expression: {exc}") from None
     _check_size(tree)
     checked = Checked(source, tree)
-    result = Checker(checked, source.strip()).visit(tree.body)
+    result = Checker(checked, source).visit(tree.body)
     if result.kind not in (BOOL, NONE):
         raise RuleError(
             f"a rule must be true or false, this expression is {result.describe()}", 1, 1
@@ -130,10 +132,10 @@ class Checker:
 
     def __init__(self, checked: Checked, source: str) -> None:
         self.checked = checked
-        self.lines = source.splitlines() or [""]
+        self.lines = source.split("\n")
 
     def error(self, node: ast.AST, message: str) -> RuleError:
-        line = getattr(node, "lineno", 1)
+        line = getattr(node, "lineno", 2) - 1  # the source starts on line 2: see check()
         offset = getattr(node, "col_offset", 0)
         # ast offsets count UTF-8 bytes; operators count characters.
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""

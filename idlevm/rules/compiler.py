@@ -68,15 +68,25 @@ def _unary(op: Callable[[Any], Any], a: Any) -> Any:
 
 
 def _and(*values: Any) -> bool | None:
-    if any(v is not None and not v for v in values):
-        return False
-    return None if any(v is None for v in values) else True
+    """Kleene's AND: false if any operand is false, else unknown if any is unknown."""
+    result: bool | None = True
+    for v in values:
+        if v is None:
+            result = None
+        elif not v:
+            return False
+    return result
 
 
 def _or(*values: Any) -> bool | None:
-    if any(v is not None and v for v in values):
-        return True
-    return None if any(v is None for v in values) else False
+    """Kleene's OR: true if any operand is true, else unknown if any is unknown."""
+    result: bool | None = False
+    for v in values:
+        if v is None:
+            result = None
+        elif v:
+            return True
+    return result
 
 
 def _if(test: Any, body: Any, orelse: Any) -> Any:
@@ -211,7 +221,8 @@ class _Rewriter(ast.NodeTransformer):
         try:
             value = impl(*args, **kwargs)
         except (ArithmeticError, ValueError, TypeError) as exc:
-            line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
+            # Line 1 of the rule is line 2 of the parsed text (checker.check).
+            line, col = getattr(node, "lineno", 2) - 1, getattr(node, "col_offset", 0) + 1
             raise RuleError(f"{callee.name}() fails: {exc}", line, col) from None
         return self.constant(value)
 
@@ -253,12 +264,8 @@ class _Rewriter(ast.NodeTransformer):
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
         self.generic_visit(node)
         if not any(self.nullable(v) for v in node.values[:-1]):
-            return node  # Python's own and/or are exact without missing operands
-        if isinstance(node.op, ast.And):
-            # Python's `and` yields None for None-and-X, where Kleene may say False: less
-            # informative, never true, so safe; and it keeps short-circuiting.
-            return node
-        return _call("_or", *node.values)
+            return node  # Python's own and/or are exact when only the last may be None
+        return _call("_and" if isinstance(node.op, ast.And) else "_or", *node.values)
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
         self.generic_visit(node)
