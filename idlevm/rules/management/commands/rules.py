@@ -1,4 +1,4 @@
-"""`manage.py rules export [FILE]` and `manage.py rules import FILE [--replace] [--check]`.
+"""`manage.py rules export [FILE]`, `rules import FILE [--replace] [--check]`, `rules reference`.
 
 Rules as code: export every rule as YAML (stdout without FILE); import validates every rule
 in the file first and changes nothing if any is invalid, then creates or updates by name
@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from idlevm.rules.reference import reference_markdown
 from idlevm.rules.rulefile import MAX_FILE_BYTES, RuleFileError, export_rules, import_rules
 
 
@@ -26,8 +27,12 @@ class Command(BaseCommand):
         imp.add_argument("file", help="a YAML rules file ('-' for stdin)")
         imp.add_argument("--replace", action="store_true", help="delete rules not in the file")
         imp.add_argument("--check", action="store_true", help="validate only, change nothing")
+        sub.add_parser("reference", help="print the language reference (fields, functions...)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["verb"] == "reference":
+            self.stdout.write(reference_markdown(), ending="")
+            return
         if options["verb"] == "export":
             text = export_rules()
             if options["file"]:
