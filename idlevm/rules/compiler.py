@@ -246,14 +246,35 @@ class _Rewriter(ast.NodeTransformer):
         ops = [self.constant(_COMPARE[type(op)]) for op in node.ops]
         return _call("_compare", ast.Tuple(elts=ops, ctx=ast.Load()), *operands)
 
+    def numbers(self, *nodes: ast.expr) -> bool:
+        return all(
+            isinstance(n, ast.Constant) and type(n.value) in (int, float, bool) for n in nodes
+        )
+
+    def folded(self, node: ast.expr, compute: Callable[[], Any]) -> ast.expr:
+        """Arithmetic on literal numbers, done once here (`-5`, `2 ** 8`, `1 / 0` fails)."""
+        try:
+            return ast.Constant(compute())
+        except (ArithmeticError, ValueError) as exc:
+            line, col = getattr(node, "lineno", 2) - 1, getattr(node, "col_offset", 0) + 1
+            raise RuleError(f"this arithmetic fails: {exc}", line, col) from None
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         self.generic_visit(node)
+        left, right = node.left, node.right
+        if self.numbers(left, right):
+            op = _ARITH[type(node.op)]
+            return self.folded(node, lambda: op(left.value, right.value))  # type: ignore[attr-defined]
         if not self.nullable(node):
             return node
         return _call("_arith", self.constant(_ARITH[type(node.op)]), node.left, node.right)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
         self.generic_visit(node)
+        operand = node.operand
+        if isinstance(node.op, ast.USub | ast.UAdd) and self.numbers(operand):
+            sign = -1 if isinstance(node.op, ast.USub) else 1
+            return self.folded(node, lambda: sign * operand.value)  # type: ignore[attr-defined]
         if not self.nullable(node):
             return node
         if isinstance(node.operand, ast.Name):

@@ -49,6 +49,8 @@ NUM = NUMBERS
 ANY_ORDERED = NUMBERS | {STR, DURATION, DATETIME, DATE, NONE}
 MAX_PATTERN = 200  # characters in a re_match / glob pattern
 MAX_SUBJECT = 1024  # characters of a string a pattern is matched against
+MAX_REPEATS = 2  # repetitions (*, +, {m,n}) in one pattern: at most quadratic backtracking
+MAX_ROUND_DIGITS = 15  # round(5, -10**18) would compute 10**(10**18)
 
 
 class SignatureError(ValueError):
@@ -127,8 +129,10 @@ def safe_pattern(pattern: str) -> re.Pattern[str]:
     """Compile a rule's regular expression, refusing the ones that can backtrack for ever.
 
     Python's re has no timeout, so the pattern itself is limited: at most MAX_PATTERN
-    characters, no backreferences or lookarounds, and no repetition inside a repetition
-    (the `(a+)+` shape behind catastrophic backtracking). Subjects are cut to MAX_SUBJECT.
+    characters, no backreferences or lookarounds, no repetition or alternation inside a
+    repetition (`(a+)+`, `(a|aa)*`: exponential backtracking), and at most MAX_REPEATS
+    repetitions (`a*a*a*b` is cubic). Subjects are cut to MAX_SUBJECT characters, so a
+    match costs well under a millisecond whatever the VM is named.
     """
     if len(pattern) > MAX_PATTERN:
         raise SignatureError(f"pattern longer than {MAX_PATTERN} characters")
@@ -136,7 +140,8 @@ def safe_pattern(pattern: str) -> re.Pattern[str]:
         parsed = sre_parse.parse(pattern)
     except (sre_constants.error, RecursionError, OverflowError) as exc:
         raise SignatureError(f"bad regular expression: {exc}") from None
-    _check_pattern(parsed, in_repeat=False)
+    if _check_pattern(parsed, in_repeat=False) > MAX_REPEATS:
+        raise SignatureError(f"at most {MAX_REPEATS} repetitions (*, +, {{m,n}}) in a pattern")
     return _compiled(pattern)
 
 
@@ -154,25 +159,37 @@ _REFUSED = {
 }
 
 
-def _check_pattern(items: object, in_repeat: bool) -> None:
-    for op, arg in items:  # type: ignore[attr-defined]
+def _check_pattern(items: Any, in_repeat: bool) -> int:
+    """Refuse the dangerous shapes; returns the number of repetitions."""
+    repeats = 0
+    for op, arg in items:
         if op in _REFUSED:
             raise SignatureError(f"{_REFUSED[op]} are not allowed in rule patterns")
         if op in _REPEATS:
             if in_repeat:
                 raise SignatureError("nested repetition like (a+)+ is not allowed in rule patterns")
-            _check_pattern(arg[2], in_repeat=True)
+            repeats += 1 + _check_pattern(arg[2], in_repeat=True)
         elif op in (sre_constants.SUBPATTERN, sre_constants.ATOMIC_GROUP):
-            _check_pattern(arg[-1], in_repeat)
+            repeats += _check_pattern(arg[-1], in_repeat)
         elif op == sre_constants.BRANCH:
-            for branch in arg[1]:
-                _check_pattern(branch, in_repeat)
+            if in_repeat:
+                raise SignatureError("alternation inside a repetition like (a|b)* is not allowed")
+            repeats += sum(_check_pattern(branch, in_repeat) for branch in arg[1])
+    return repeats
 
 
 def _re_match(pattern: str, text: str) -> bool | None:
     if text is None:
         return None
     return safe_pattern(pattern).match(text[:MAX_SUBJECT]) is not None
+
+
+def _round(number: float, ndigits: int | None = None) -> float | None:
+    if number is None:
+        return None
+    if ndigits is not None and abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ValueError(f"round() digits are limited to {MAX_ROUND_DIGITS}")
+    return round(number, ndigits)
 
 
 def _glob(text: str, pattern: str) -> bool | None:
@@ -237,7 +254,7 @@ FUNCTIONS: dict[str, Function] = {
             "true if any element is true (None if unknown)", "any((sessions > 0, busy_procs > 0))"),
         _fn("all", _kleene_all, "tuple", lambda a: Type(BOOL, True),
             "true if every element is true (None if unknown)"),
-        _fn("round", null_safe(round), "num,int?", same_as_args, "round a number"),
+        _fn("round", _round, "num,int?", same_as_args, "round a number"),
         _fn("int", null_safe(int), "numstr", INT, "a whole number from a number or string"),
         _fn("float", null_safe(float), "numstr", FLOAT, "a number from a number or string"),
         _fn("re_match", _re_match, "str,str", BOOL,

@@ -142,6 +142,12 @@ def test_missing_data_can_be_tested_explicitly():
         ("datetime.timedelta(years=1) > idle_for", "does not take keyword 'years'"),
         ("re_match(name, 'x')", "must be a literal string"),
         ('re_match("(a+)+$", name)', "nested repetition"),
+        ('re_match("(a|aa)*$", name)', "alternation inside a repetition"),
+        ('re_match("a*a*a*b", name)', "at most 2 repetitions"),
+        ('re_match(r"(a)\\1", name)', "backreferences"),
+        ('re_match("(?=a)", name)', "lookahead"),
+        ("round(5, -10**8) == 0", "round() fails: round() digits are limited to 15"),
+        ("cpu_pct > 1 / 0", "this arithmetic fails: division by zero"),
         ("idle is True", "'is' only tests for None"),
         ("hours(999999999999) > idle_for", "hours() fails"),
         ("cpu_pct ** cpu_pct > 1", "exponents must be literal numbers"),
@@ -153,6 +159,12 @@ def test_invalid_expressions_say_what_is_wrong(expression, message):
     with pytest.raises(RuleError) as error:
         compile_rule(expression, NOW)
     assert message in str(error.value)
+
+
+def test_round_with_huge_digits_from_a_vm_field_fails_fast_instead_of_hanging():
+    rule = compile_rule("round(5, sessions) == 0", NOW)
+    with pytest.raises(ValueError, match="limited to 15"):
+        rule.evaluate({"sessions": -(10**18)})
 
 
 def test_errors_give_line_and_column_in_characters():
