@@ -6,7 +6,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -104,19 +105,13 @@ def run_loop(
     back), the action being sent completes and is recorded, the actions not yet started
     are abandoned, then the loop ends.
     """
-    stop = threading.Event()
     if cycle is None:
 
         def cycle(should_stop: Callable[[], bool]) -> CollectionRun | None:
             return run_cycle(dry_run=dry_run, stop=should_stop)
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping after the current cycle", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     cycles = 0
-    try:
+    with stop_on_signals() as stop:
         while not stop.is_set():
             cycles += 1
             # A daemon outlives database restarts: drop a connection that broke since.
@@ -130,7 +125,25 @@ def run_loop(
                 if run is not None:
                     log.info("%s: %s hosts, %s VMs, %s errors", run, run.hosts, run.vms, run.errors)
             stop.wait(interval)
+    return cycles
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (previous handlers restored).
+
+    Cycles poll it between steps and actions: the one in flight completes and is recorded.
+    Used by --loop and by --once (systemctl stop, shutdown).
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping after the current step", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return cycles

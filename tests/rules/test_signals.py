@@ -97,3 +97,19 @@ def test_sigterm_in_the_loop_finishes_the_action_in_flight_and_abandons_the_rest
     assert outcomes == [("done",)]
     assert sorted(state(sim, v) for v in vms).count("SUSPENDED/LCM_INIT") == 1
     assert "not started" in err
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_single_cycle_finishes_the_action_in_flight(sim, service):
+    """systemctl stop or a shutdown during a cron/timer cycle: the same clean stop."""
+    vms = [add_vm(sim, f"idle-{i}", idle_monitoring()) for i in range(3)]
+    sim.cloud.set_fault(delay=1.5, method="one.vm.action")
+    proc = service("suspend_service", "--once", background=True)
+    pending = "SELECT count(*) FROM rules_actionrecord WHERE outcome = 'pending'"
+    wait_for(lambda: service.query(pending)[0][0] == 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert service.query("SELECT outcome FROM rules_actionrecord") == [("done",)]
+    assert service.query("SELECT outcome FROM inventory_collectionrun") == [("ok",)]
+    assert [state(sim, v) for v in vms].count("SUSPENDED/LCM_INIT") == 1

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from idlevm.inventory.models import CollectionRun
-from idlevm.inventory.service import run_cycle, run_loop
+from idlevm.inventory.service import run_cycle, run_loop, stop_on_signals
 
 
 class Command(BaseCommand):
@@ -48,7 +48,8 @@ class Command(BaseCommand):
             cycles = run_loop(seconds, dry_run=options["dry_run"])
             self.stdout.write(f"stopped after {cycles} cycle(s)")
             return
-        run = run_cycle(dry_run=options["dry_run"])
+        with stop_on_signals() as stop:
+            run = run_cycle(dry_run=options["dry_run"], stop=stop.is_set)
         if run is None:
             # EX_TEMPFAIL: not an error of this run, but cron should tell someone that
             # cycles overlap (OpenNebula slow, interval too short).
