@@ -118,10 +118,10 @@ def changed(item: Planned, fresh: one.VirtualMachine, ctx: Context) -> str:
     if (current.owner, current.name) != (vm.owner, vm.name):
         return "the VM's name or owner changed since collection"
     try:
-        still = item.compiled.evaluate(values_for(current, set(item.compiled.fields), ctx))
+        still = item.compiled.matches(values_for(current, set(item.compiled.fields), ctx))
     except Exception as exc:  # the rule failing on fresh data: do nothing
         return f"the rule failed on the re-read VM: {type(exc).__name__}: {exc}"
-    if still is not True:
+    if not still:
         return "the rule no longer matches the re-read VM"
     return ""
 

@@ -1,18 +1,26 @@
 """Checked expressions become Python code objects that run without builtins.
 
-The rewrite does three things to the checked tree:
-- constant calls of pure functions (`hours(4)`, `datetime.timedelta(days=1)`) are computed
-  once, here, so evaluation only loads them;
-- wherever the checker found a value that may be missing (None), operators get
-  three-valued logic (as SQL's NULL): a comparison, arithmetic or `not` with a missing
-  operand is unknown (None), `and`/`or` follow Kleene's tables, and a rule matches a VM only
-  when its value is exactly True. Unknown never matches, whatever negations surround it.
-  The common case, a field name as operand, compiles to inline `is None` tests; other
-  operands go through small helpers.
-- list literals become tuples.
+The rewrite of the checked tree:
+- computes once, here, whatever does not depend on the VM: literal arithmetic, calls of
+  pure functions with constant arguments (`hours(4)`, `datetime.timedelta(days=1)`), and,
+  since a rule is compiled for one cycle, `now` and what is derived from it
+  (`now.hour >= 20`, `now - days(3)`), so evaluation only loads constants;
+- gives three-valued logic (SQL's NULL) wherever the checker found a value that may be
+  missing (None): a comparison, arithmetic, `not` or method with a missing operand is
+  unknown (None), `and`/`or` follow Kleene's tables, and a rule matches a VM only when its
+  value is exactly True. Unknown never matches, whatever negations surround it. Guards are
+  inline `is None` tests; an operand that is not a plain name is evaluated once, into a
+  temporary (`:=`, names starting with _ that no rule can spell);
+- binds literal patterns (`re_match`, `glob`) to compiled matchers, and calls the plain
+  variant of a function when none of its arguments can be None.
+
+Two code objects come out: `exact` computes the three-valued value (rule_check shows it);
+`code` answers only "is it True?" (the verdict, used every cycle): there, `and`/`or` whose
+value decides the verdict directly stay Python's own, short-circuiting ones, which agree
+with Kleene's on True.
 
 Evaluation: `eval(code, globals, values)` with `__builtins__` empty in globals (functions,
-modules, constants, `now`) and the VM's field values as locals.
+modules, constants) and the VM's field values as locals.
 """
 
 from __future__ import annotations
@@ -25,7 +33,14 @@ from datetime import datetime
 from typing import Any
 
 from idlevm.rules.checker import Checked, RuleError, check
-from idlevm.rules.functions import FUNCTIONS, MODULES, Function
+from idlevm.rules.functions import (
+    FUNCTIONS,
+    MODULES,
+    Function,
+    glob_pattern,
+    matcher,
+    safe_pattern,
+)
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -89,14 +104,8 @@ def _or(*values: Any) -> bool | None:
     return result
 
 
-def _if(test: Any, body: Any, orelse: Any) -> Any:
-    return None if test is None else (body if test else orelse)
-
-
-HELPERS: dict[str, object] = {
-    "_compare": _compare, "_arith": _arith, "_unary": _unary, "_and": _and, "_or": _or,
-    "_if": _if, "_not": operator.not_, "_neg": operator.neg, "_pos": operator.pos,
-}  # fmt: skip
+# What rewritten code calls (names starting with _: no rule can spell them).
+HELPERS: dict[str, object] = {"_compare": _compare, "_and": _and, "_or": _or}
 BASE_GLOBALS: dict[str, object] = {
     "__builtins__": {},
     **HELPERS,
@@ -110,27 +119,35 @@ class CompiledRule:
     """A checked expression ready to evaluate, for one cycle (`now` is bound)."""
 
     source: str
-    code: Any  # types.CodeType
+    code: Any  # types.CodeType: the verdict
+    exact: Any  # types.CodeType: the three-valued value
     globals: dict[str, object]
     fields: frozenset[str]  # per-VM names to put in the values mapping
 
     def evaluate(self, values: Mapping[str, object]) -> object:
-        """The expression's value for one VM; may raise (arithmetic, overflow...)."""
-        return eval(self.code, self.globals, values)
+        """The expression's value for one VM: True, False or None (unknown); may raise."""
+        return eval(self.exact, self.globals, dict(values))
 
     def matches(self, values: Mapping[str, object]) -> bool:
-        return self.evaluate(values) is True
+        """Whether the rule matches (its value is exactly True); may raise."""
+        return eval(self.code, self.globals, values) is True
 
 
 def compile_rule(source: str | Checked, now: datetime | None = None) -> CompiledRule:
-    """Check (if needed), rewrite and compile; RuleError if anything is wrong."""
+    """Check (if needed), rewrite and compile; RuleError if anything is wrong.
+
+    Without `now` (validation only) nothing derived from the time is folded.
+    """
     checked = check(source) if isinstance(source, str) else source
     constants: dict[str, object] = {}
-    tree = _Rewriter(checked, constants).visit(checked.tree)
-    ast.fix_missing_locations(tree)
-    code = compile(tree, "<rule>", "eval")
+    rewriter = _Rewriter(checked, constants, now)
+    codes = []
+    for verdict in (True, False):
+        body = rewriter.rewrite(checked.tree.body, verdict)
+        tree = ast.fix_missing_locations(ast.Expression(body=body))
+        codes.append(compile(tree, "<rule>", "eval"))
     globals_ = {**BASE_GLOBALS, **constants, "now": now}
-    return CompiledRule(checked.source, code, globals_, frozenset(checked.fields))
+    return CompiledRule(checked.source, codes[0], codes[1], globals_, frozenset(checked.fields))
 
 
 def _name(name: str) -> ast.Name:
@@ -145,153 +162,231 @@ def _is_none(node: ast.expr) -> ast.Compare:
     return ast.Compare(left=node, ops=[ast.Is()], comparators=[ast.Constant(None)])
 
 
-def _unless_none(names: Sequence[ast.expr], body: ast.expr) -> ast.expr:
-    """`None if a is None or b is None else body` for simple operands."""
-    tests: list[ast.expr] = [_is_none(_copy(n)) for n in names]
-    test = tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.Or(), values=tests)
-    return ast.IfExp(test=test, body=ast.Constant(None), orelse=body)
+_NO_VALUE = object()
 
 
-def _copy(node: ast.expr) -> ast.expr:
-    return _name(node.id) if isinstance(node, ast.Name) else node
+class _Rewriter:
+    """Builds new trees from the checked one (never changes it: it is rewritten twice)."""
 
-
-def _simple(node: ast.expr) -> bool:
-    return isinstance(node, ast.Name | ast.Constant)
-
-
-class _Rewriter(ast.NodeTransformer):
-    def __init__(self, checked: Checked, constants: dict[str, object]) -> None:
+    def __init__(self, checked: Checked, constants: dict[str, object], now: datetime | None):
         self.checked = checked
         self.constants = constants
+        self.now = now
+        self.temps = 0
 
-    def visit(self, node: ast.AST) -> Any:
-        new = super().visit(node)
-        types = self.checked.types
-        if new is not node and id(node) in types:  # a replacement keeps the checked type
-            types[id(new)] = types[id(node)]
-        return new
-
-    def nullable(self, node: ast.AST) -> bool:
-        t = self.checked.types.get(id(node))
-        return t is not None and t.nullable
+    # --- constants and types -----------------------------------------------------------------
 
     def constant(self, value: object) -> ast.expr:
-        if value is None or isinstance(value, bool | int | float | str):
-            return ast.Constant(value)
+        if value is None or type(value) in (bool, int, float, str):  # not subclasses
+            return ast.Constant(value)  # type: ignore[arg-type]
         name = f"_k{len(self.constants)}"
         self.constants[name] = value
         return _name(name)
 
-    def is_constant(self, node: ast.AST) -> bool:
-        return isinstance(node, ast.Constant) or (
-            isinstance(node, ast.Name) and node.id in self.constants
-        )
+    def value(self, node: ast.expr) -> object:
+        """The value of a constant node, or _NO_VALUE."""
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            return self.constants[node.id]
+        return _NO_VALUE
 
-    def value_of(self, node: ast.expr) -> object:
-        return node.value if isinstance(node, ast.Constant) else self.constants[node.id]  # type: ignore[attr-defined]
+    def constants_of(self, *nodes: ast.expr) -> list[object] | None:
+        values = [self.value(n) for n in nodes]
+        return None if any(v is _NO_VALUE for v in values) else values
 
-    def visit_List(self, node: ast.List) -> ast.expr:
-        elements = [self.visit(e) for e in node.elts]
-        return ast.Tuple(elts=elements, ctx=ast.Load())
-
-    def visit_Call(self, node: ast.Call) -> ast.expr:
-        callee = self.checked.calls[id(node)]
-        receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
-        node.args = [self.visit(a) for a in node.args]
-        for keyword in node.keywords:
-            keyword.value = self.visit(keyword.value)
-        folded = self.fold(node, callee)
-        if folded is not None:
-            return folded
-        if receiver is not None and self.nullable(receiver):  # a method of a missing value
-            return _unless_none([receiver], node)
-        return node
-
-    def fold(self, node: ast.Call, callee: Function) -> ast.expr | None:
-        impl = callee.impl
-        if impl is None or not callee.pure:
-            return None
-        if not all(self.is_constant(a) for a in node.args):
-            return None
-        if not all(self.is_constant(k.value) for k in node.keywords):
-            return None
-        args = [self.value_of(a) for a in node.args]
-        kwargs = {k.arg: self.value_of(k.value) for k in node.keywords if k.arg}
+    def fold(self, original: ast.AST, compute: Callable[[], object]) -> ast.expr:
         try:
-            value = impl(*args, **kwargs)
+            return self.constant(compute())
         except (ArithmeticError, ValueError, TypeError) as exc:
             # Line 1 of the rule is line 2 of the parsed text (checker.check).
-            line, col = getattr(node, "lineno", 2) - 1, getattr(node, "col_offset", 0) + 1
-            raise RuleError(f"{callee.name}() fails: {exc}", line, col) from None
-        return self.constant(value)
+            line, col = getattr(original, "lineno", 2) - 1, getattr(original, "col_offset", 0) + 1
+            what = f"{self.callee(original).name}()" if isinstance(original, ast.Call) else (
+                "this arithmetic")  # fmt: skip
+            raise RuleError(f"{what} fails: {exc}", line, col) from None
 
-    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        if self.nullable(node.value):
-            return _unless_none([node.value], node)
-        return node
+    def callee(self, node: ast.Call) -> Function:
+        return self.checked.calls[id(node)]
 
-    def visit_Compare(self, node: ast.Compare) -> ast.expr:
-        self.generic_visit(node)
-        if not self.nullable(node) and not any(
-            self.nullable(c) for c in [node.left, *node.comparators]
-        ):
-            return node
-        operands = [node.left, *node.comparators]
-        if all(isinstance(op, ast.Is | ast.IsNot) for op in node.ops):
-            return node  # explicit tests for None are exact
-        if len(node.ops) == 1 and all(_simple(o) for o in operands):
-            risky = [o for o in operands if isinstance(o, ast.Name) and self.nullable(o)]
-            return _unless_none(risky, node) if risky else node
-        ops = [self.constant(_COMPARE[type(op)]) for op in node.ops]
-        return _call("_compare", ast.Tuple(elts=ops, ctx=ast.Load()), *operands)
+    def maybe_none(self, original: ast.AST, new: ast.expr) -> bool:
+        value = self.value(new)
+        if value is not _NO_VALUE:
+            return value is None
+        t = self.checked.types.get(id(original))
+        return t is not None and t.nullable
 
-    def numbers(self, *nodes: ast.expr) -> bool:
-        return all(
-            isinstance(n, ast.Constant) and type(n.value) in (int, float, bool) for n in nodes
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def unless_none(
+        self, pairs: Sequence[tuple[ast.AST, ast.expr]], build: Callable[[list[ast.expr]], ast.expr]
+    ) -> ast.expr:
+        """`None if <an operand is None> else build(operands)`, each operand evaluated once."""
+        tests: list[ast.expr] = []
+        uses: list[ast.expr] = []
+        for original, new in pairs:
+            if not self.maybe_none(original, new):
+                uses.append(new)
+            elif isinstance(new, ast.Name):
+                tests.append(_is_none(_name(new.id)))
+                uses.append(_name(new.id))
+            else:
+                temp = self.temp()
+                target = ast.Name(id=temp, ctx=ast.Store())
+                tests.append(_is_none(ast.NamedExpr(target=target, value=new)))
+                uses.append(_name(temp))
+        body = build(uses)
+        if not tests:
+            return body
+        test = tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.Or(), values=tests)
+        return ast.IfExp(test=test, body=ast.Constant(None), orelse=body)
+
+    # --- the walk ------------------------------------------------------------------------------
+
+    def rewrite(self, node: ast.expr, verdict: bool = False) -> ast.expr:
+        method = getattr(self, f"rw_{type(node).__name__}", None)
+        return method(node, verdict) if method else node  # Constant
+
+    def rw_Name(self, node: ast.Name, verdict: bool) -> ast.expr:
+        if node.id == "now" and self.now is not None:
+            return self.constant(self.now)
+        return _name(node.id)
+
+    def rw_Tuple(self, node: ast.Tuple | ast.List, verdict: bool) -> ast.expr:
+        return ast.Tuple(elts=[self.rewrite(e) for e in node.elts], ctx=ast.Load())
+
+    rw_List = rw_Tuple
+
+    def rw_Attribute(self, node: ast.Attribute, verdict: bool) -> ast.expr:
+        receiver = self.rewrite(node.value)
+        values = self.constants_of(receiver)
+        if values is not None and values[0] is not None:  # attr is on the checker's allow-list
+            return self.fold(node, lambda: getattr(values[0], node.attr))
+        return self.unless_none(
+            [(node.value, receiver)],
+            lambda u: ast.Attribute(value=u[0], attr=node.attr, ctx=ast.Load()),
         )
 
-    def folded(self, node: ast.expr, compute: Callable[[], Any]) -> ast.expr:
-        """Arithmetic on literal numbers, done once here (`-5`, `2 ** 8`, `1 / 0` fails)."""
-        try:
-            return ast.Constant(compute())
-        except (ArithmeticError, ValueError) as exc:
-            line, col = getattr(node, "lineno", 2) - 1, getattr(node, "col_offset", 0) + 1
-            raise RuleError(f"this arithmetic fails: {exc}", line, col) from None
+    def rw_Call(self, node: ast.Call, verdict: bool) -> ast.expr:
+        callee = self.callee(node)
+        args = [self.rewrite(a) for a in node.args]
+        keywords = [ast.keyword(arg=k.arg, value=self.rewrite(k.value)) for k in node.keywords]
+        if isinstance(node.func, ast.Attribute) and callee.impl is None:  # a method
+            return self.method(node, args)
+        if callee.name in ("re_match", "glob"):  # a literal pattern, checked: bind it now
+            pattern, text = (args[0], args[1]) if callee.name == "re_match" else (args[1], args[0])
+            compile_pattern = safe_pattern if callee.name == "re_match" else glob_pattern
+            bound = matcher(compile_pattern(str(self.value(pattern))))
+            return ast.Call(func=self.constant(bound), args=[text], keywords=[])
+        func: ast.expr
+        if isinstance(node.func, ast.Attribute):  # a constructor: datetime.timedelta(...)
+            func = ast.Attribute(value=self.rewrite(node.func.value), attr=node.func.attr,
+                                 ctx=ast.Load())  # fmt: skip
+        else:
+            func = _name(node.func.id)  # type: ignore[attr-defined]
+        constant_args = self.constants_of(*args, *(k.value for k in keywords))
+        if callee.impl is not None and callee.pure and constant_args is not None:
+            impl = callee.impl
+            named = {k.arg: self.value(k.value) for k in keywords if k.arg}
+            return self.fold(node, lambda: impl(*constant_args[: len(args)], **named))
+        originals = [*node.args, *(k.value for k in node.keywords)]
+        nullable = any(
+            self.maybe_none(o, n)
+            for o, n in zip(originals, [*args, *(k.value for k in keywords)], strict=True)
+        )
+        if callee.plain is not None and not nullable:
+            func = self.constant(callee.plain)
+        return ast.Call(func=func, args=args, keywords=keywords)
 
-    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
-        self.generic_visit(node)
-        left, right = node.left, node.right
-        if self.numbers(left, right):
+    def method(self, node: ast.Call, args: list[ast.expr]) -> ast.expr:
+        attribute = node.func
+        assert isinstance(attribute, ast.Attribute)
+        receiver = self.rewrite(attribute.value)
+        values = self.constants_of(receiver, *args)
+        if values is not None and values[0] is not None:  # e.g. now.weekday()
+            return self.fold(node, lambda: getattr(values[0], attribute.attr)(*values[1:]))
+        return self.unless_none(
+            [(attribute.value, receiver)],
+            lambda u: ast.Call(func=ast.Attribute(value=u[0], attr=attribute.attr,
+                                                  ctx=ast.Load()), args=args, keywords=[]),
+        )  # fmt: skip
+
+    def rw_Compare(self, node: ast.Compare, verdict: bool) -> ast.expr:
+        originals = [node.left, *node.comparators]
+        operands = [self.rewrite(o) for o in originals]
+        functions = [_COMPARE[type(op)] for op in node.ops]
+        values = self.constants_of(*operands)
+        if values is not None:
+            return self.fold(node, lambda: _compare(tuple(functions), *values))
+        exact = all(isinstance(op, ast.Is | ast.IsNot) for op in node.ops)
+        if exact or not any(
+            self.maybe_none(o, n) for o, n in zip(originals, operands, strict=True)
+        ):
+            return ast.Compare(left=operands[0], ops=node.ops, comparators=operands[1:])
+        if len(node.ops) > 1:
+            ops = ast.Tuple(elts=[self.constant(f) for f in functions], ctx=ast.Load())
+            return _call("_compare", ops, *operands)
+        return self.unless_none(
+            list(zip(originals, operands, strict=True)),
+            lambda u: ast.Compare(left=u[0], ops=node.ops, comparators=[u[1]]),
+        )
+
+    def rw_BinOp(self, node: ast.BinOp, verdict: bool) -> ast.expr:
+        left, right = self.rewrite(node.left), self.rewrite(node.right)
+        values = self.constants_of(left, right)
+        if values is not None:
             op = _ARITH[type(node.op)]
-            return self.folded(node, lambda: op(left.value, right.value))  # type: ignore[attr-defined]
-        if not self.nullable(node):
-            return node
-        return _call("_arith", self.constant(_ARITH[type(node.op)]), node.left, node.right)
+            return self.fold(node, lambda: _arith(op, values[0], values[1]))
+        return self.unless_none(
+            [(node.left, left), (node.right, right)],
+            lambda u: ast.BinOp(left=u[0], op=node.op, right=u[1]),
+        )
 
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
-        self.generic_visit(node)
-        operand = node.operand
-        if isinstance(node.op, ast.USub | ast.UAdd) and self.numbers(operand):
-            sign = -1 if isinstance(node.op, ast.USub) else 1
-            return self.folded(node, lambda: sign * operand.value)  # type: ignore[attr-defined]
-        if not self.nullable(node):
-            return node
-        if isinstance(node.operand, ast.Name):
-            return _unless_none([node.operand], node)
-        helper = {ast.Not: "_not", ast.USub: "_neg", ast.UAdd: "_pos"}[type(node.op)]
-        return _call("_unary", _name(helper), node.operand)
+    def rw_UnaryOp(self, node: ast.UnaryOp, verdict: bool) -> ast.expr:
+        operand = self.rewrite(node.operand)
+        values = self.constants_of(operand)
+        if values is not None:
+            ops: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+                ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
+            }  # fmt: skip
+            op = ops[type(node.op)]
+            return self.fold(node, lambda: _unary(op, values[0]))
+        return self.unless_none(
+            [(node.operand, operand)], lambda u: ast.UnaryOp(op=node.op, operand=u[0])
+        )
 
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
-        self.generic_visit(node)
-        if not any(self.nullable(v) for v in node.values[:-1]):
-            return node  # Python's own and/or are exact when only the last may be None
-        return _call("_and" if isinstance(node.op, ast.And) else "_or", *node.values)
+    def rw_BoolOp(self, node: ast.BoolOp, verdict: bool) -> ast.expr:
+        values = [self.rewrite(v, verdict) for v in node.values]
+        nullable = any(
+            self.maybe_none(o, n) for o, n in zip(node.values[:-1], values, strict=False)
+        )
+        if verdict or not nullable:
+            # Python's and/or: exact without missing operands, and, where only "is it True"
+            # matters, Python's True agrees with Kleene's.
+            return ast.BoolOp(op=node.op, values=values)
+        return _call("_and" if isinstance(node.op, ast.And) else "_or", *values)
 
-    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
-        self.generic_visit(node)
-        if not self.nullable(node.test):
-            return node
-        if isinstance(node.test, ast.Name):
-            return _unless_none([node.test], node)
-        return _call("_if", node.test, node.body, node.orelse)
+    def rw_IfExp(self, node: ast.IfExp, verdict: bool) -> ast.expr:
+        test = self.rewrite(node.test)
+        body, orelse = self.rewrite(node.body, verdict), self.rewrite(node.orelse, verdict)
+        known = self.constants_of(test)
+        if known is not None and known[0] is not None:
+            return body if known[0] else orelse
+        return self.unless_none(
+            [(node.test, test)], lambda u: ast.IfExp(test=u[0], body=body, orelse=orelse)
+        )
+
+    def rw_Subscript(self, node: ast.Subscript, verdict: bool) -> ast.expr:
+        value = self.rewrite(node.value)
+        index = node.slice
+        if isinstance(index, ast.Slice):
+            parts = [None if p is None else self.rewrite(p) for p in (index.lower, index.upper,
+                                                                       index.step)]  # fmt: skip
+            new_index: ast.expr = ast.Slice(lower=parts[0], upper=parts[1], step=parts[2])
+        else:
+            new_index = self.rewrite(index)
+        return self.unless_none(
+            [(node.value, value)],
+            lambda u: ast.Subscript(value=u[0], slice=new_index, ctx=ast.Load()),
+        )

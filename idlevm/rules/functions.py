@@ -72,6 +72,8 @@ class Function:
     variadic: bool = False  # the last parameter repeats
     keywords: tuple[str, ...] = ()  # accepted keyword arguments (kinds as params[0])
     constant_args: tuple[int, ...] = ()  # positions that must be literal constants
+    # The same without the None checks: called when no argument can be None (faster).
+    plain: Callable[..., object] | None = None
 
 
 def _nullable(args: list[Type]) -> bool:
@@ -94,11 +96,16 @@ def same_as_args(args: list[Type]) -> Type:
 
 def null_safe(fn: Callable[..., object]) -> Callable[..., object]:
     def wrapper(*args: object, **kwargs: object) -> object:
-        if any(a is None for a in args) or any(v is None for v in kwargs.values()):
-            return None
+        for a in args:
+            if a is None:
+                return None
+        for v in kwargs.values():
+            if v is None:
+                return None
         return fn(*args, **kwargs)
 
     wrapper.__name__ = fn.__name__
+    wrapper.plain = fn  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -118,11 +125,17 @@ def _kleene_all(values: tuple[object, ...]) -> bool | None:
 
 
 def _min(*args: Any) -> Any:
-    return None if any(v is None for v in args) else min(args)
+    for v in args:
+        if v is None:
+            return None
+    return min(args)
 
 
 def _max(*args: Any) -> Any:
-    return None if any(v is None for v in args) else max(args)
+    for v in args:
+        if v is None:
+            return None
+    return max(args)
 
 
 def safe_pattern(pattern: str) -> re.Pattern[str]:
@@ -179,9 +192,7 @@ def _check_pattern(items: Any, in_repeat: bool) -> int:
 
 
 def _re_match(pattern: str, text: str) -> bool | None:
-    if text is None:
-        return None
-    return safe_pattern(pattern).match(text[:MAX_SUBJECT]) is not None
+    return matcher(safe_pattern(pattern))(text)
 
 
 def _round(number: float, ndigits: int | None = None) -> float | None:
@@ -193,9 +204,26 @@ def _round(number: float, ndigits: int | None = None) -> float | None:
 
 
 def _glob(text: str, pattern: str) -> bool | None:
-    if text is None:
-        return None
-    return fnmatch.fnmatchcase(text[:MAX_SUBJECT], pattern)
+    return matcher(glob_pattern(pattern))(text)
+
+
+def glob_pattern(pattern: str) -> re.Pattern[str]:
+    """fnmatch's translation (linear matching: it never backtracks across stars)."""
+    return _compiled(fnmatch.translate(pattern))
+
+
+def matcher(pattern: re.Pattern[str]) -> Callable[[str | None], bool | None]:
+    """A compiled pattern as a rule sees it: None for missing text, the text bounded.
+
+    The compiler binds literal patterns to one of these once per rule, so evaluation never
+    parses a pattern again.
+    """
+    match = pattern.match
+
+    def matches(text: str | None) -> bool | None:
+        return None if text is None else match(text[:MAX_SUBJECT]) is not None
+
+    return matches
 
 
 def local_zone() -> dt.tzinfo:
@@ -228,6 +256,7 @@ def _fn(name: str, impl: Callable[..., object] | None, params: str, returns_: ob
     required = sum(1 for p in parts if not p.endswith("?"))
     spec = tuple(kinds[p.rstrip("?")] for p in parts)
     ret = returns_ if callable(returns_) else returns(str(returns_))
+    kw.setdefault("plain", getattr(impl, "plain", None))
     return Function(name, impl, spec, required, ret, doc, example, **kw)  # type: ignore[arg-type]
 
 
@@ -245,9 +274,9 @@ FUNCTIONS: dict[str, Function] = {
         _duration_fn("weeks"),
         _duration_fn("seconds"),
         _fn("min", _min, "ordered,ordered", same_as_args, "the smallest argument",
-            "min(cpu_pct, gpu_pct) < 2", variadic=True),
+            "min(cpu_pct, gpu_pct) < 2", variadic=True, plain=min),
         _fn("max", _max, "ordered,ordered", same_as_args, "the largest argument",
-            "max(net_rx_bps, net_tx_bps) < 1000", variadic=True),
+            "max(net_rx_bps, net_tx_bps) < 1000", variadic=True, plain=max),
         _fn("abs", null_safe(abs), "numdur", same_as_args, "absolute value"),
         _fn("len", null_safe(len), "seq", INT, "length of a string or tuple", "len(name) > 3"),
         _fn("any", _kleene_any, "tuple", lambda a: Type(BOOL, True),
