@@ -27,11 +27,16 @@ from idlevm.rules.functions import (
 )
 from idlevm.rules.types import (
     BOOL,
+    CLASS_DATE,
+    CLASS_DATETIME,
+    CLASS_TIMEDELTA,
     DATE,
     DATETIME,
     DURATION,
     FLOAT,
     INT,
+    MODULE_DATETIME,
+    MODULE_TIME,
     NONE,
     STR,
     TUPLE,
@@ -63,6 +68,16 @@ class RuleError(ValueError):
     def __init__(self, message: str, line: int | None = None, column: int | None = None):
         super().__init__(message)
         self.message, self.line, self.column = message, line, column
+
+    @classmethod
+    def at(cls, node: ast.AST, source: str, message: str) -> RuleError:
+        """The error at a node of the tree check() parsed (the rule starts on its line 2)."""
+        lines = source.split("\n")
+        line = min(max(getattr(node, "lineno", 2) - 1, 1), len(lines))
+        offset = getattr(node, "col_offset", 0) if getattr(node, "lineno", 2) > 1 else 0
+        # ast offsets count UTF-8 bytes; operators count characters.
+        column = len(lines[line - 1].encode()[:offset].decode(errors="ignore")) + 1
+        return cls(message, line, column)
 
     def __str__(self) -> str:
         if self.line is None:
@@ -132,21 +147,21 @@ class Checker:
 
     def __init__(self, checked: Checked, source: str) -> None:
         self.checked = checked
-        self.lines = source.split("\n")
+        self.source = source
 
     def error(self, node: ast.AST, message: str) -> RuleError:
-        line = getattr(node, "lineno", 2) - 1  # the source starts on line 2: see check()
-        offset = getattr(node, "col_offset", 0)
-        # ast offsets count UTF-8 bytes; operators count characters.
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        column = len(text.encode()[:offset].decode(errors="ignore")) + 1
-        return RuleError(message, line, column)
+        return RuleError.at(node, self.source, message)
 
-    def visit(self, node: ast.AST) -> Type:
+    def visit(self, node: ast.AST, receiver: bool = False) -> Type:
+        """The node's type; a module or class only as the receiver of an attribute or call."""
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
             raise self.error(node, f"{_node_name(node)} is not allowed in a rule")
         result: Type = method(node)
+        if result.kind in _NOT_VALUES and not receiver:
+            what = ast.unparse(node)[:40]
+            raise self.error(node, f"{what} is not a value: use its members, e.g. "
+                             f"{_NOT_VALUES[result.kind]}")  # fmt: skip
         self.checked.types[id(node)] = result
         return result
 
@@ -188,9 +203,7 @@ class Checker:
         """(receiver type, what the attribute is) for `x.attr`."""
         if node.attr.startswith("_"):
             raise self.error(node, f"attributes starting with _ are not allowed: {node.attr!r}")
-        receiver = self.visit(node.value)
-        if receiver.nullable and not isinstance(node.value, ast.Name):
-            raise self.error(node, "attributes of a value that may be missing: only of a name")
+        receiver = self.visit(node.value, receiver=True)
         allowed = ATTRIBUTES.get(receiver.kind, {})
         if node.attr not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
@@ -211,6 +224,8 @@ class Checker:
 
     def visit_Call(self, node: ast.Call) -> Type:
         receiver = Type(NONE)  # not nullable: plain functions have no receiver
+        if isinstance(node.func, ast.Name) and node.func.id.startswith("_"):
+            raise self.error(node, f"names starting with _ are not allowed: {node.func.id!r}")
         if isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
             callee = FUNCTIONS[node.func.id]
             if callee.impl is None:  # bound per VM
@@ -295,6 +310,8 @@ class Checker:
             return Type(BOOL, t.nullable)
         if isinstance(node.op, ast.USub | ast.UAdd) and (t.numeric or t.kind == DURATION):
             return Type(INT if t.kind == BOOL else t.kind, t.nullable)
+        if isinstance(node.op, ast.Invert):
+            raise self.error(node, "the bitwise operator ~ is not allowed in a rule")
         raise self.error(node, f"this operator does not apply to {t.describe()}")
 
     def visit_BinOp(self, node: ast.BinOp) -> Type:
@@ -324,9 +341,14 @@ class Checker:
         exp = node.right
         if isinstance(exp, ast.UnaryOp) and isinstance(exp.op, ast.USub):
             exp = exp.operand
-        literal = isinstance(exp, ast.Constant) and type(exp.value) in (int, float)
+        # Whole numbers only: a fractional power of a negative number is complex.
+        literal = isinstance(exp, ast.Constant) and type(exp.value) is int
         if not literal or abs(exp.value) > MAX_EXPONENT:  # type: ignore[attr-defined]
-            raise self.error(node, f"exponents must be literal numbers up to {MAX_EXPONENT}")
+            raise self.error(
+                node,
+                f"exponents must be literal numbers up to {MAX_EXPONENT}, whole (a fractional "
+                "power of a negative number is complex)",
+            )
         if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) for n in ast.walk(node.left)):
             raise self.error(node, "nested powers are not allowed")
 
@@ -414,6 +436,12 @@ class Checker:
         return Type(STR, t.nullable)
 
 
+# Modules and classes are reached through, never used as values themselves.
+_NOT_VALUES = {
+    MODULE_DATETIME: "datetime.timedelta(hours=1)", MODULE_TIME: "time.time()",
+    CLASS_TIMEDELTA: "datetime.timedelta(hours=1)", CLASS_DATETIME: "datetime.datetime(2027, 1, 1)",
+    CLASS_DATE: "datetime.date(2027, 1, 1)",
+}  # fmt: skip
 _OPS = {"Add": "+", "Sub": "-", "Mult": "*", "Div": "/", "FloorDiv": "//", "Mod": "%",
         "Pow": "**"}  # fmt: skip
 

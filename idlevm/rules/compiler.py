@@ -128,8 +128,11 @@ class CompiledRule:
         """The expression's value for one VM: True, False or None (unknown); may raise."""
         return eval(self.exact, self.globals, dict(values))
 
-    def matches(self, values: Mapping[str, object]) -> bool:
-        """Whether the rule matches (its value is exactly True); may raise."""
+    def matches(self, values: dict[str, object]) -> bool:
+        """Whether the rule matches (its value is exactly True); may raise.
+
+        Temporaries (`_t1`...) are stored in `values`: pass a dict made for the VM.
+        """
         return eval(self.code, self.globals, values) is True
 
 
@@ -199,11 +202,9 @@ class _Rewriter:
         try:
             return self.constant(compute())
         except (ArithmeticError, ValueError, TypeError) as exc:
-            # Line 1 of the rule is line 2 of the parsed text (checker.check).
-            line, col = getattr(original, "lineno", 2) - 1, getattr(original, "col_offset", 0) + 1
             what = f"{self.callee(original).name}()" if isinstance(original, ast.Call) else (
                 "this arithmetic")  # fmt: skip
-            raise RuleError(f"{what} fails: {exc}", line, col) from None
+            raise RuleError.at(original, self.checked.source, f"{what} fails: {exc}") from None
 
     def callee(self, node: ast.Call) -> Function:
         return self.checked.calls[id(node)]
@@ -306,10 +307,12 @@ class _Rewriter:
         values = self.constants_of(receiver, *args)
         if values is not None and values[0] is not None:  # e.g. now.weekday()
             return self.fold(node, lambda: getattr(values[0], attribute.attr)(*values[1:]))
+        # A missing receiver or argument makes the result unknown: name.strip(None) would
+        # otherwise strip whitespace, name.startswith(None) raise.
         return self.unless_none(
-            [(attribute.value, receiver)],
+            [(attribute.value, receiver), *zip(node.args, args, strict=True)],
             lambda u: ast.Call(func=ast.Attribute(value=u[0], attr=attribute.attr,
-                                                  ctx=ast.Load()), args=args, keywords=[]),
+                                                  ctx=ast.Load()), args=u[1:], keywords=[]),
         )  # fmt: skip
 
     def rw_Compare(self, node: ast.Compare, verdict: bool) -> ast.expr:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -194,6 +195,40 @@ def test_now_is_the_evaluation_time_bound_per_cycle():
     later = NOW + timedelta(hours=3)  # 01:30 on Thursday
     assert compile_rule("now.hour >= 20", NOW).matches({})
     assert not compile_rule("now.hour >= 20", later).matches({})
+
+
+def test_a_missing_method_argument_makes_the_result_unknown():
+    """name.strip(None) would strip whitespace and match; unknown must stay unknown."""
+    rule = compile_rule('name.strip(user_attr("Y")) == "n"', NOW)
+    assert rule.evaluate({"name": " n ", "user_attr": {}.get}) is None
+    assert not rule.matches({"name": " n ", "user_attr": {}.get})
+    assert rule.matches({"name": "xnx", "user_attr": {"Y": "x"}.get})
+
+
+def test_methods_of_values_that_may_be_missing_are_unknown_when_missing():
+    rule = compile_rule('user_attr("TEAM").lower() == "ml"', NOW)
+    assert rule.matches({"user_attr": {"TEAM": "ML"}.get})
+    assert rule.evaluate({"user_attr": {}.get}) is None
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("datetime is None", "datetime is not a value"),
+        ("(datetime.timedelta,) == ()", "datetime.timedelta is not a value"),
+        ("~memory > 0", "the bitwise operator ~ is not allowed"),
+        ("__import__('os')", "names starting with _ are not allowed: '__import__'"),
+    ],
+)
+def test_modules_classes_and_bitwise_operators_are_not_values(expression, message):
+    with pytest.raises(RuleError, match=re.escape(message)):
+        compile_rule(expression, NOW)
+
+
+def test_folded_arithmetic_errors_count_columns_in_characters():
+    with pytest.raises(RuleError) as error:
+        compile_rule('name == "ééé" or 1/0 == 1', NOW)
+    assert (error.value.line, error.value.column) == (1, 18)
 
 
 def test_user_attr_reads_the_vm_user_template_as_untrusted_text():

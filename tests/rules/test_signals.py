@@ -110,6 +110,7 @@ def test_sigterm_during_a_single_cycle_finishes_the_action_in_flight(sim, servic
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert "actions: 1 done" in out
     assert service.query("SELECT outcome FROM rules_actionrecord") == [("done",)]
     assert service.query("SELECT outcome FROM inventory_collectionrun") == [("ok",)]
     assert [state(sim, v) for v in vms].count("SUSPENDED/LCM_INIT") == 1
