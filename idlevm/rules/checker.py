@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
+import tokenize
 from dataclasses import dataclass, field
 
 from idlevm.one.states import LCM_BY_NAME, VM_BY_NAME
@@ -104,6 +106,7 @@ def check(source: str) -> Checked:
         raise RuleError("the expression is empty")
     if len(source) > MAX_LENGTH:
         raise RuleError(f"the expression is longer than {MAX_LENGTH} characters")
+    _check_brackets(source)
     try:
         # In parentheses, an expression may span lines as operators write it in a form.
         tree = ast.parse(f"(\n{source}\n)", mode="eval")
@@ -122,6 +125,23 @@ def check(source: str) -> Checked:
             f"a rule must be true or false, this expression is {result.describe()}", 1, 1
         )
     return checked
+
+
+def _check_brackets(source: str) -> None:
+    """A closing bracket with none open: refused, as it would close check()'s own wrapper
+    (`idle) or (idle` is not an expression an operator meant)."""
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.OP and token.string in "([{":
+                depth += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth -= 1
+                if depth < 0:
+                    line, column = token.start
+                    raise RuleError(f"syntax error: unmatched {token.string!r}", line, column + 1)
+    except (tokenize.TokenError, SyntaxError):
+        return  # unclosed brackets, bad tokens: the parser says it better
 
 
 def _check_size(tree: ast.AST) -> None:

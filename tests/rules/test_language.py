@@ -138,6 +138,7 @@ def test_missing_data_can_be_tested_explicitly():
         ("name * 3 == ''", "repetition"),
         ("'%s' % name == ''", "string formatting"),
         ("idle_for > hours(4", "syntax error"),
+        ("idle) or (idle", "line 1, column 5: syntax error: unmatched ')'"),
         ("hours(1, 2) > idle_for", "hours() takes 1 argument(s), 2 given"),
         ("hours('4') > idle_for", "hours() argument 1 cannot be a string"),
         ("datetime.timedelta(years=1) > idle_for", "does not take keyword 'years'"),
