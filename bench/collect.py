@@ -5,7 +5,10 @@ For each pool size it measures, side by side in one run:
 - collect:  a whole `collect_once` cycle on SQLite (first cycle inserts, the steady cycle
             updates every row and adds new idle samples), and its ratio to bare;
 - peak RSS of each, in separate processes so they don't share a high-water mark;
-- parse:    our parser against pyone's on the same infoextended XML.
+- parse:    our parser against pyone's on the same infoextended XML;
+- cycle:    the whole service cycle with the 20 rules of bench/rules.py (dry run: the cloud
+            stays as it is between cycles): collect, evaluate, act (record), and its ratio to
+            collect alone.
 
 The simulator runs in its own process (its CPU and memory are not ours), with idle data
 on every running VM. Usage: python bench/collect.py [--sizes 1000,10000,50000]
@@ -95,6 +98,59 @@ def collect(url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def cycle(url: str) -> dict[str, Any]:
+    """Whole cycles (collect + 20 dry-run rules), as run_cycle runs them after collection."""
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "suspend_service.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from idlevm.inventory.collect import collect_once
+    from idlevm.one.client import OneClient
+    from idlevm.rules.cycle import run_rules
+    from idlevm.rules.models import ActionRecord, Rule
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from rules import RULES  # the benchmark's 20 rules
+
+    call_command("migrate", verbosity=0)
+    for i, (action, expression) in enumerate(RULES):
+        Rule.objects.create(
+            name=f"bench-{i + 1}",
+            expression=expression,
+            action=action,
+            all_vms=True,
+            dry_run=True,
+            order=i,
+            max_actions_per_cycle=10**6,
+        )
+    client = OneClient(url, SESSION, timeout=600)
+    rows = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run = collect_once(client, finish=False)
+        run = run_rules(client, run)
+        rows.append(
+            (
+                time.perf_counter() - started,
+                run.collect_seconds,
+                run.evaluate_seconds,
+                run.act_seconds,
+                sum(run.actions.values()),
+            )
+        )
+        time.sleep(FEED_SECONDS * 1.5)
+    first, steady = rows[0], min(rows[1:])
+    return {
+        "first": first[0], "first_records": first[4], "steady": steady[0],
+        "steady_collect": steady[1], "evaluate": steady[2], "act": steady[3],
+        "steady_records": steady[4], "records": ActionRecord.objects.count(),
+    }  # fmt: skip
+
+
 def parse_vs_pyone(url: str) -> dict[str, Any]:
     import xmlrpc.client
 
@@ -171,6 +227,7 @@ def measure(vms: int, with_pyone: bool) -> dict[str, Any]:
         url = server.stdout.readline().strip()
         row: dict[str, Any] = {"size": vms, "bare": child("bare", url)}
         row["collect"] = child("collect", url)
+        row["cycle"] = child("cycle", url)
         if with_pyone:
             row["parse"] = child("parse", url)
         return row
@@ -193,6 +250,16 @@ def report(rows: list[dict[str, Any]], stream: dict[str, Any] | None) -> str:
             f"{c['steady']:.2f} s ({c['steady_samples']}) | {c['steady'] / b['seconds']:.2f}x | "
             f"{b['rss']:.0f} MiB | "
             f"{c['rss']:.0f} MiB | {c['rss'] / b['rss']:.2f}x |"
+        )
+    lines += ["", "| VMs | whole cycle, first (records) | whole cycle, steady (records) | of "
+              "which collect | evaluate 20 rules | act | steady cycle / steady collect |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        c, y = r["collect"], r["cycle"]
+        lines.append(
+            f"| {r['bare']['vms']} | {y['first']:.2f} s ({y['first_records']}) | "
+            f"{y['steady']:.2f} s ({y['steady_records']}) | {y['steady_collect']:.2f} s | "
+            f"{y['evaluate']:.3f} s | {y['act']:.3f} s | {y['steady'] / c['steady']:.2f}x |"
         )
     lines += ["", "| VMs | XML size | libxml2 tree alone | idlevm parse | pyone parse "
               "| pyone / idlevm |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -220,12 +287,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--pyone-max", type=int, default=10000, help="largest pool for pyone")
     parser.add_argument("--stream-size", type=int, default=100_000, help="VMs for streaming")
-    for mode in ("serve", "bare", "collect", "parse", "stream-memory", "write-pool"):
+    for mode in ("serve", "bare", "collect", "cycle", "parse", "stream-memory", "write-pool"):
         parser.add_argument(f"--{mode}", metavar="ARG")
     args = parser.parse_args()
     if args.serve:
         return serve(int(args.serve))
-    modes = (("bare", bare), ("collect", collect), ("parse", parse_vs_pyone),
+    modes = (("bare", bare), ("collect", collect), ("cycle", cycle), ("parse", parse_vs_pyone),
              ("stream_memory", stream_memory), ("write_pool", write_pool))  # fmt: skip
     for mode, fn in modes:
         if getattr(args, mode):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -59,9 +60,21 @@ def act(
     stop: Callable[[], bool] = lambda: False,
 ) -> Acted:
     acted = Acted()
-    for index, item in enumerate(planned):
+    # What sends nothing (dry run, `log`) is recorded at once, in one transaction: a commit
+    # per record would cost a disk sync each on SQLite.
+    recorded = [item for item in planned if records_only(item)]
+    with transaction.atomic():
+        records = ActionRecord.objects.bulk_create(
+            [new_record(item, run, completed=True) for item in recorded]
+        )
+    for record in records:
+        acted.count(record.outcome)
+    if records:
+        log.info("recorded %s action(s) that send nothing (dry run or log)", len(records))
+    sending = [item for item in planned if not records_only(item)]
+    for index, item in enumerate(sending):
         if stop():
-            acted.abandoned = len(planned) - index
+            acted.abandoned = len(sending) - index
             log.warning("stopping: %s planned action(s) not started", acted.abandoned)
             break
         record = act_one(target, item, ctx, run)
@@ -73,20 +86,35 @@ def act(
     return acted
 
 
+def records_only(item: Planned) -> bool:
+    """Dry run and `log` send nothing: the record is the whole action."""
+    return item.dry_run or item.action.one_action is None
+
+
+def new_record(item: Planned, run: CollectionRun | None, completed: bool = False) -> ActionRecord:
+    vm, now = item.vm, timezone.now()
+    record = ActionRecord(
+        time=now, run=run, rule=item.rule, rule_name=item.rule.name,
+        rule_expression=item.rule.expression, vm_id=vm.id, vm_name=vm.name, vm_owner=vm.owner,
+        vm_group=vm.group, vm_host=vm.host_name, action=item.action.name, dry_run=item.dry_run,
+        state_before=state_of(vm), evidence=item.evidence, outcome=Outcome.PENDING,
+    )  # fmt: skip
+    if completed:
+        record.outcome = Outcome.WOULD if item.dry_run else Outcome.DONE
+        record.finished = now
+    return record
+
+
 def act_one(
     target: ActionTarget, item: Planned, ctx: Context, run: CollectionRun | None = None
 ) -> ActionRecord:
     vm, action = item.vm, item.action
-    record = ActionRecord(
-        time=timezone.now(), run=run, rule=item.rule, rule_name=item.rule.name,
-        rule_expression=item.rule.expression, vm_id=vm.id, vm_name=vm.name, vm_owner=vm.owner,
-        vm_group=vm.group, vm_host=vm.host_name, action=action.name, dry_run=item.dry_run,
-        state_before=state_of(vm), evidence=item.evidence,
-    )  # fmt: skip
-    if item.dry_run or action.one_action is None:
-        # Dry run and `log` send nothing: the record is the whole action.
-        return finish(record, Outcome.WOULD if item.dry_run else Outcome.DONE, force_insert=True)
-    record.outcome = Outcome.PENDING
+    if records_only(item):
+        record = new_record(item, run, completed=True)
+        record.save(force_insert=True)
+        return record
+    assert action.one_action is not None
+    record = new_record(item, run)
     record.save(force_insert=True)
     try:
         fresh = target.vm(vm.id)
