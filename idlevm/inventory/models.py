@@ -176,6 +176,7 @@ class ErrorMessage(models.Model):
         RULE_LIMIT = "rule_limit", "Rule matched more VMs than its limit"
         ACTIONS_LIMIT = "actions_limit", "Global action limit reached"
         ACTION_FAILED = "action_failed", "Action failed"
+        RULES_FAILED = "rules_failed", "The rules step failed"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     subject = models.CharField(

@@ -88,7 +88,7 @@ def run_cycle(
             except Exception as exc:  # the rules step failing must not leave the run open
                 log.exception("cycle %s failed in the rules step", run.pk)
                 message = f"the rules step failed: {type(exc).__name__}: {exc}"
-                return finish_failed(run, Condition(Kind.COLLECTION_FAILED, "one", message))
+                return finish_failed(run, Condition(Kind.RULES_FAILED, "service", message))
         run.outcome, run.finished = CollectionRun.Outcome.OK, timezone.now()
         run.save(update_fields=["outcome", "finished"])
         return run

@@ -28,7 +28,7 @@ from idlevm.one import records as one
 from idlevm.one.errors import OneError, OneNoExistsError
 from idlevm.rules.engine import Planned, values_for
 from idlevm.rules.fields import Context, is_exempt
-from idlevm.rules.models import ActionRecord
+from idlevm.rules.models import ActionRecord, Rule
 
 log = logging.getLogger("idlevm.rules")
 Outcome = ActionRecord.Outcome
@@ -60,6 +60,7 @@ def act(
     stop: Callable[[], bool] = lambda: False,
 ) -> Acted:
     acted = Acted()
+    planned = still_wanted(planned)
     # What sends nothing (dry run, `log`) is recorded at once, in one transaction: a commit
     # per record would cost a disk sync each on SQLite.
     recorded = [item for item in planned if records_only(item)]
@@ -77,13 +78,41 @@ def act(
             acted.abandoned = len(sending) - index
             log.warning("stopping: %s planned action(s) not started", acted.abandoned)
             break
-        record = act_one(target, item, ctx, run)
+        try:
+            record = act_one(target, item, ctx, run)
+        except Exception:  # one broken action must not stop the others; its record stays
+            log.exception("action on VM %s by rule %s failed unexpectedly", item.vm.id,
+                          item.rule.name)  # fmt: skip
+            acted.count("error")
+            continue
         acted.count(record.outcome)
         if record.outcome == Outcome.FAILED:
             message = f"{record.action} of VM {record.vm_name} (#{record.vm_id}) by rule "
             message += f"{record.rule_name!r} failed: {record.message}"
             acted.conditions.append(Condition(Kind.ACTION_FAILED, f"vm:{record.vm_id}", message))
     return acted
+
+
+def still_wanted(planned: list[Planned]) -> list[Planned]:
+    """The plan without actions of rules deleted, disabled or edited since evaluation (the
+    console and `rules import` do not wait for the cycle); a rule switched to dry run since
+    only records."""
+    current = {
+        pk: (enabled, dry_run, expression, action)
+        for pk, enabled, dry_run, expression, action in Rule.objects.filter(
+            pk__in={item.rule.pk for item in planned}
+        ).values_list("pk", "enabled", "dry_run", "expression", "action")
+    }
+    kept = []
+    for item in planned:
+        now = current.get(item.rule.pk)
+        if now is None or not now[0] or now[2:] != (item.rule.expression, item.rule.action):
+            log.info("rule %s changed since evaluation: its action on VM %s is dropped",
+                     item.rule.name, item.vm.id)  # fmt: skip
+            continue
+        item.dry_run = item.dry_run or now[1]
+        kept.append(item)
+    return kept
 
 
 def records_only(item: Planned) -> bool:
@@ -135,18 +164,20 @@ def act_one(
 def changed(item: Planned, fresh: one.VirtualMachine, ctx: Context) -> str:
     """Why the action must not be taken on the re-read VM ("" if it still should)."""
     vm = item.vm
-    before, now = state_of(vm), state_of(fresh)
-    if now != before:
-        return f"the VM changed state since collection ({before} -> {now})"
+    before, after = state_of(vm), state_of(fresh)
+    if after != before:
+        return f"the VM changed state since collection ({before} -> {after})"
     if not item.action.applies(fresh.state_name, fresh.lcm_state_name):
-        return f"{item.action.name} does not apply in state {now}"
+        return f"{item.action.name} does not apply in state {after}"
     current = refreshed(vm, fresh)
     if is_exempt(current):
         return "the VM's owner set IDLEVM_EXEMPT since collection"
-    if (current.owner, current.name) != (vm.owner, vm.name):
-        return "the VM's name or owner changed since collection"
+    if (current.owner, current.group, current.name) != (vm.owner, vm.group, vm.name):
+        return "the VM's name, owner or group changed since collection"
+    # Fresh facts, judged at the present time (a long act step ages the data).
+    now = ctx.at(timezone.now())
     try:
-        still = item.compiled.matches(values_for(current, set(item.compiled.fields), ctx))
+        still = item.compiled.matches(values_for(current, set(item.compiled.fields), now))
     except Exception as exc:  # the rule failing on fresh data: do nothing
         return f"the rule failed on the re-read VM: {type(exc).__name__}: {exc}"
     if not still:

@@ -436,11 +436,13 @@ class Checker:
     def visit_Tuple(self, node: ast.Tuple | ast.List) -> Type:
         if len(node.elts) > MAX_ELEMENTS:
             raise self.error(node, f"tuples are limited to {MAX_ELEMENTS} elements")
+        nullable = False
         for element in node.elts:
             if isinstance(element, ast.Starred):
                 raise self.error(element, "*unpacking is not allowed")
-            self.visit(element)
-        return Type(TUPLE)
+            nullable |= self.visit(element).nullable
+        # "nullable" for a tuple: an element may be None (the tuple itself never is).
+        return Type(TUPLE, nullable)
 
     visit_List = visit_Tuple
 
@@ -450,10 +452,15 @@ class Checker:
             raise self.error(node, f"only strings can be indexed or sliced, not {t.describe()}")
         index = node.slice
         parts = [index.lower, index.upper, index.step] if isinstance(index, ast.Slice) else [index]
+        nullable = t.nullable
         for part in parts:
-            if part is not None and self.visit(part).kind not in (INT, BOOL, NONE):
+            if part is None:
+                continue
+            bound = self.visit(part)
+            if bound.kind not in (INT, BOOL, NONE):
                 raise self.error(part, "string indexes must be whole numbers")
-        return Type(STR, t.nullable)
+            nullable |= bound.nullable or bound.kind == NONE
+        return Type(STR, nullable)
 
 
 # Modules and classes are reached through, never used as values themselves.

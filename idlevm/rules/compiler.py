@@ -41,11 +41,21 @@ from idlevm.rules.functions import (
     matcher,
     safe_pattern,
 )
+from idlevm.rules.types import TUPLE
+
+
+def _in(a: Any, b: Any) -> bool:
+    return a in b
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a not in b
+
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-    ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: _in, ast.NotIn: _not_in,
+    ast.Is: operator.is_, ast.IsNot: operator.is_not,
 }  # fmt: skip
 _ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -57,16 +67,28 @@ _ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 # --- run-time helpers (reached only through names the checker refuses: leading _) -------------
 
 
+def _has_none(value: Any) -> bool:
+    return value is None or (type(value) is tuple and any(_has_none(v) for v in value))
+
+
+def _compare_one(op: Callable[[Any, Any], Any], a: Any, b: Any) -> bool | None:
+    """One comparison, three-valued; tuples holding None (missing fields) included."""
+    if op in (operator.is_, operator.is_not):
+        return bool(op(a, b))
+    if op in (_in, _not_in) and type(b) is tuple and not _has_none(a):
+        if a in tuple(v for v in b if not _has_none(v)):
+            return op is _in  # found among the known elements: known
+        return None if any(_has_none(v) for v in b) else op is _not_in
+    if _has_none(a) or _has_none(b):
+        return None
+    return bool(op(a, b))
+
+
 def _compare(ops: tuple[Callable[[Any, Any], Any], ...], *operands: Any) -> bool | None:
     """A chained comparison with three-valued logic: unknown if an operand is None."""
     result: bool | None = True
     for op, a, b in zip(ops, operands, operands[1:], strict=False):
-        if op in (operator.is_, operator.is_not):
-            value = op(a, b)
-        elif a is None or b is None:
-            value = None
-        else:
-            value = bool(op(a, b))
+        value = _compare_one(op, a, b)
         if value is False:
             return False
         if value is None:
@@ -104,8 +126,12 @@ def _or(*values: Any) -> bool | None:
     return result
 
 
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
 # What rewritten code calls (names starting with _: no rule can spell them).
-HELPERS: dict[str, object] = {"_compare": _compare, "_and": _and, "_or": _or}
+HELPERS: dict[str, object] = {"_compare": _compare, "_and": _and, "_or": _or, "_fail": _fail}
 BASE_GLOBALS: dict[str, object] = {
     "__builtins__": {},
     **HELPERS,
@@ -204,7 +230,13 @@ class _Rewriter:
         except (ArithmeticError, ValueError, TypeError) as exc:
             what = f"{self.callee(original).name}()" if isinstance(original, ast.Call) else (
                 "this arithmetic")  # fmt: skip
-            raise RuleError.at(original, self.checked.source, f"{what} fails: {exc}") from None
+            error = RuleError.at(original, self.checked.source, f"{what} fails: {exc}")
+            if self.now is None:
+                raise error from None  # checking the rule: the literal part is wrong
+            # Compiling for a cycle, the rule passed the check: this part fails only at this
+            # time (`1 / now.hour` at midnight). Fail where it is reached, as Python would,
+            # so `now.hour == 0 or 1 / now.hour > 0` still works.
+            return _call("_fail", ast.Constant(str(error)))
 
     def callee(self, node: ast.Call) -> Function:
         return self.checked.calls[id(node)]
@@ -327,7 +359,9 @@ class _Rewriter:
             self.maybe_none(o, n) for o, n in zip(originals, operands, strict=True)
         ):
             return ast.Compare(left=operands[0], ops=node.ops, comparators=operands[1:])
-        if len(node.ops) > 1:
+        types = [self.checked.types.get(id(o)) for o in originals]
+        tuples = any(t is not None and t.kind == TUPLE for t in types)
+        if len(node.ops) > 1 or tuples:  # chains, and tuples that may hold None
             ops = ast.Tuple(elts=[self.constant(f) for f in functions], ctx=ast.Load())
             return _call("_compare", ops, *operands)
         return self.unless_none(
@@ -361,6 +395,20 @@ class _Rewriter:
 
     def rw_BoolOp(self, node: ast.BoolOp, verdict: bool) -> ast.expr:
         values = [self.rewrite(v, verdict) for v in node.values]
+        # Constant operands (`now.hour >= 20` in a cycle): one that decides the whole (True in
+        # `or`, False in `and`) does, as in Kleene's tables; neutral ones drop out.
+        decisive = isinstance(node.op, ast.Or)
+        known = [self.value(v) for v in values]
+        if any(k is decisive for k in known):
+            return ast.Constant(decisive)
+        kept = [(o, v) for o, v, k in zip(node.values, values, known, strict=True)
+                if k is not (not decisive)]  # fmt: skip
+        if not kept:
+            return ast.Constant(not decisive)
+        if len(kept) == 1:  # operands are true/false/None (checked): `x and True` is x
+            return kept[0][1]
+        node = ast.BoolOp(op=node.op, values=[o for o, _ in kept])
+        values = [v for _, v in kept]
         nullable = any(
             self.maybe_none(o, n) for o, n in zip(node.values[:-1], values, strict=False)
         )
@@ -381,15 +429,21 @@ class _Rewriter:
         )
 
     def rw_Subscript(self, node: ast.Subscript, verdict: bool) -> ast.expr:
-        value = self.rewrite(node.value)
+        """A missing string, index or slice bound is unknown (a None bound would mean "to
+        the end", silently)."""
         index = node.slice
-        if isinstance(index, ast.Slice):
-            parts = [None if p is None else self.rewrite(p) for p in (index.lower, index.upper,
-                                                                       index.step)]  # fmt: skip
-            new_index: ast.expr = ast.Slice(lower=parts[0], upper=parts[1], step=parts[2])
-        else:
-            new_index = self.rewrite(index)
-        return self.unless_none(
-            [(node.value, value)],
-            lambda u: ast.Subscript(value=u[0], slice=new_index, ctx=ast.Load()),
-        )
+        bounds = [index.lower, index.upper, index.step] if isinstance(index, ast.Slice) else [index]
+        present = [b for b in bounds if b is not None]
+        pairs = [(o, self.rewrite(o)) for o in [node.value, *present]]
+
+        def build(uses: list[ast.expr]) -> ast.expr:
+            given = iter(uses[1:])
+            parts = [None if b is None else next(given) for b in bounds]
+            new_index: ast.expr | None = (
+                ast.Slice(lower=parts[0], upper=parts[1], step=parts[2])
+                if isinstance(index, ast.Slice) else parts[0]
+            )  # fmt: skip
+            assert new_index is not None
+            return ast.Subscript(value=uses[0], slice=new_index, ctx=ast.Load())
+
+        return self.unless_none(pairs, build)

@@ -18,6 +18,7 @@ Nothing here talks to OpenNebula or writes history: the act step does (act.py).
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
 import time
 from collections.abc import Iterable
@@ -33,13 +34,15 @@ from idlevm.rules.fields import FIELDS, Context, is_exempt
 from idlevm.rules.models import ActionRecord, Rule
 from idlevm.rules.validation import rule_problems
 
+log = logging.getLogger("idlevm.rules")
 Values = dict[str, object]
 # Outcomes that start a rule's cooldown on a VM: anything that was (or may have been) sent,
-# or would have been in dry run. A skipped action did nothing: no cooldown.
-COOLING_OUTCOMES = [
+# and, in dry run, what would have been. A skipped action did nothing: no cooldown.
+REAL_OUTCOMES = [
     ActionRecord.Outcome.PENDING, ActionRecord.Outcome.DONE, ActionRecord.Outcome.FAILED,
-    ActionRecord.Outcome.WOULD, ActionRecord.Outcome.INTERRUPTED,
+    ActionRecord.Outcome.INTERRUPTED,
 ]  # fmt: skip
+COOLING_OUTCOMES = [*REAL_OUTCOMES, ActionRecord.Outcome.WOULD]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +113,24 @@ def evaluate_rules(
     table = [(vm, values_for(vm, names, ctx)) for vm in vms]
     claimed: set[int] = set()
     for rule, rule_code in compiled:
-        result = evaluate_rule(rule, rule_code, table, claimed, cooling_vms(rule, ctx.now))
+        try:
+            cooling = cooling_vms(rule, ctx.now, dry_run=rule.dry_run or limits.dry_run)
+            result = evaluate_rule(rule, rule_code, table, claimed, cooling)
+        except Exception as exc:  # one rule's failure must not stop the others
+            log.exception("rule %s failed", rule.name)
+            message = f"rule {rule.name!r} failed and was skipped: {type(exc).__name__}: {exc}"
+            out.conditions.append(Condition(Kind.RULE_FAILED, f"rule:{rule.pk}", message))
+            out.results.append(RuleResult(rule, error=message, blocked="failed"))
+            continue
         out.results.append(result)
         out.conditions += rule_conditions(result)
-        for planned in result.planned:
-            planned.dry_run = planned.dry_run or limits.dry_run
-            claimed.add(planned.vm.id)
+        claimed.update(planned.vm.id for planned in result.planned)
     out.planned = [p for r in out.results for p in r.planned]
+    # The global limit counts what the rules would really do, so that a global dry run
+    # shows the limit stopping them too; then the global dry run applies.
     apply_global_limit(out, limits, running=sum(1 for vm in vms if is_running(vm)))
+    for planned in out.planned:
+        planned.dry_run = planned.dry_run or limits.dry_run
     out.seconds = time.monotonic() - started
     return out
 
@@ -211,12 +224,15 @@ def evaluate_rule(
     return result
 
 
-def cooling_vms(rule: Rule, now: datetime) -> set[int]:
+def cooling_vms(rule: Rule, now: datetime, dry_run: bool) -> set[int]:
+    """VMs this rule acted on within its cooldown. Would-be actions count only in dry run:
+    previewing a live rule must not hold back its real actions later."""
     if not rule.cooldown:
         return set()
+    outcomes = COOLING_OUTCOMES if dry_run else REAL_OUTCOMES
     return set(
         ActionRecord.objects.filter(
-            rule=rule, time__gte=now - rule.cooldown, outcome__in=COOLING_OUTCOMES
+            rule=rule, time__gte=now - rule.cooldown, outcome__in=outcomes
         ).values_list("vm_id", flat=True)
     )
 
@@ -235,11 +251,12 @@ def rule_conditions(result: RuleResult) -> list[Condition]:
 
 
 def apply_global_limit(out: Evaluation, limits: Limits, running: int) -> None:
-    real = [p for p in out.planned if not p.dry_run and p.action.destructive]
+    real = [p for p in out.planned if not p.dry_run and p.action.destructive]  # by the rules
     allowed = limits.allowed(running)
     if len(real) <= allowed:
         return
     message = (
+        f"{'(dry run) ' if limits.dry_run else ''}"
         f"the rules would take {len(real)} actions this cycle, more than the global limit of "
         f"{allowed} (MAX_ACTIONS_PER_CYCLE={limits.max_actions}, MAX_ACTIONS_PERCENT="
         f"{limits.max_percent:g}% of {running} running VMs): no action taken"

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from idlevm.inventory.collect import FUTURE_SKEW_SECONDS
 from idlevm.inventory.models import VirtualMachine
 from idlevm.rules.types import BOOL, DATETIME, DURATION, FLOAT, INT, STR, Type
 
 EXEMPT_ATTRIBUTE = "IDLEVM_EXEMPT"
+FUTURE_SKEW = timedelta(seconds=FUTURE_SKEW_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +28,13 @@ class Context:
     stale_after: timedelta
 
     def fresh(self, vm: VirtualMachine) -> bool:
+        """Received within the stale period; a host clock a little ahead (what collection
+        accepts) still counts as fresh, not as stale."""
         received = vm.idle_received
-        return received is not None and timedelta(0) <= self.now - received <= self.stale_after
+        return received is not None and -FUTURE_SKEW <= self.now - received <= self.stale_after
+
+    def at(self, now: datetime) -> Context:
+        return Context(now=now.astimezone(self.now.tzinfo), stale_after=self.stale_after)
 
 
 def is_exempt(vm: VirtualMachine) -> bool:
@@ -70,7 +77,7 @@ def _input_age(vm: VirtualMachine, ctx: Context) -> timedelta | None:
 
 
 def _age(vm: VirtualMachine, ctx: Context) -> timedelta | None:
-    return None if vm.idle_received is None else ctx.now - vm.idle_received
+    return None if vm.idle_received is None else max(timedelta(0), ctx.now - vm.idle_received)
 
 
 def _uptime(vm: VirtualMachine, ctx: Context) -> timedelta | None:

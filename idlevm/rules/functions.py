@@ -51,6 +51,7 @@ MAX_PATTERN = 200  # characters in a re_match / glob pattern
 MAX_SUBJECT = 1024  # characters of a string a pattern is matched against
 MAX_REPEATS = 2  # repetitions (*, +, {m,n}) in one pattern: at most quadratic backtracking
 MAX_ROUND_DIGITS = 15  # round(5, -10**18) would compute 10**(10**18)
+MAX_INT_TEXT = 30  # int("9" * 4300) ** 8 is slow arithmetic on a VM owner's say-so
 
 
 class SignatureError(ValueError):
@@ -91,7 +92,8 @@ def same_as_args(args: list[Type]) -> Type:
         raise SignatureError(
             "arguments of different kinds: " + ", ".join(a.describe() for a in args)
         )
-    return common
+    # abs(True) is 1, not True: a number (and/or/not take real true/false values only).
+    return Type(INT, common.nullable) if common.kind == BOOL else common
 
 
 def null_safe(fn: Callable[..., object]) -> Callable[..., object]:
@@ -195,12 +197,20 @@ def _re_match(pattern: str, text: str) -> bool | None:
     return matcher(safe_pattern(pattern))(text)
 
 
-def _round(number: float, ndigits: int | None = None) -> float | None:
-    if number is None:
+def _round(number: float, *ndigits: int | None) -> float | None:
+    """round(x) or round(x, n); a missing n is unknown, not "no digits"."""
+    if number is None or (ndigits and ndigits[0] is None):
         return None
-    if ndigits is not None and abs(ndigits) > MAX_ROUND_DIGITS:
+    if ndigits and abs(ndigits[0]) > MAX_ROUND_DIGITS:  # type: ignore[arg-type]
         raise ValueError(f"round() digits are limited to {MAX_ROUND_DIGITS}")
-    return round(number, ndigits)
+    return round(number, *ndigits)  # type: ignore[arg-type]
+
+
+def _int(value: float | str) -> int:
+    """int(); from text at most MAX_INT_TEXT characters (a VM owner controls user_attr)."""
+    if isinstance(value, str) and len(value) > MAX_INT_TEXT:
+        raise ValueError(f"int() of a text longer than {MAX_INT_TEXT} characters")
+    return int(value)
 
 
 def _glob(text: str, pattern: str) -> bool | None:
@@ -284,7 +294,7 @@ FUNCTIONS: dict[str, Function] = {
         _fn("all", _kleene_all, "tuple", lambda a: Type(BOOL, True),
             "true if every element is true (None if unknown)"),
         _fn("round", _round, "num,int?", same_as_args, "round a number"),
-        _fn("int", null_safe(int), "numstr", INT, "a whole number from a number or string"),
+        _fn("int", null_safe(_int), "numstr", INT, "a whole number from a number or string"),
         _fn("float", null_safe(float), "numstr", FLOAT, "a number from a number or string"),
         _fn("re_match", _re_match, "str,str", BOOL,
             "regular expression (first argument, a literal) matches at the start of the text",

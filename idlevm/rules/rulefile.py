@@ -27,7 +27,28 @@ KEYS = (
 )  # fmt: skip
 REQUIRED = ("name", "expression", "action", "applies_to")
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        repeated: set[str] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    repeated.add(str(key))
+                seen.add(key)
+            except TypeError:  # unhashable: the SafeLoader refuses it below
+                continue
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key given twice: {', '.join(sorted(repeated))}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
 
 
 class RuleFileError(ValueError):
@@ -61,14 +82,16 @@ def format_duration(value: timedelta) -> str:
 
 
 def parse_duration(value: object) -> timedelta:
-    """A duration as "1h30m", "2d", "45s" or a whole number of seconds."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
+    """A duration written "1h30m", "2d", "45s". Not a bare number: YAML 1.1 reads `1:30` as
+    the number 90, and a unit-less number is a guess either way."""
     match = _DURATION.match(value.strip()) if isinstance(value, str) else None
     if not match or not any(match.groups()):
         raise ValueError(f'{value!r} is not a duration (like "1h", "30m", "1h30m", "2d")')
     counts = [int(g or 0) for g in match.groups()]
-    return timedelta(seconds=sum(c * s for c, s in zip(counts, _UNITS.values(), strict=True)))
+    try:
+        return timedelta(seconds=sum(c * s for c, s in zip(counts, _UNITS.values(), strict=True)))
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration") from None
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -110,7 +133,7 @@ def load(text: str) -> list[dict[str, Any]]:
     if len(text.encode()) > MAX_FILE_BYTES:
         raise RuleFileError([f"the file is larger than {MAX_FILE_BYTES} bytes"])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise RuleFileError([f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):

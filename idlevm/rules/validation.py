@@ -9,6 +9,7 @@ from idlevm.rules.checker import RuleError
 from idlevm.rules.compiler import compile_rule
 
 MAX_NAME_PATTERN = 255
+MAX_COOLDOWN = 366 * 86400  # seconds; beyond, `now - cooldown` nears datetime's limits
 
 
 def rule_problems(rule: Any) -> dict[str, list[str]]:
@@ -38,8 +39,8 @@ def rule_problems(rule: Any) -> dict[str, list[str]]:
     if not scoped:
         add("all_vms", "the rule applies to no VM: choose all VMs, or VMs, owners, groups or "
             "a name pattern")  # fmt: skip
-    if rule.cooldown is not None and rule.cooldown.total_seconds() < 0:
-        add("cooldown", "must not be negative")
+    if rule.cooldown is not None and not 0 <= rule.cooldown.total_seconds() <= MAX_COOLDOWN:
+        add("cooldown", f"must be between 0 and {MAX_COOLDOWN // 86400} days")
     return problems
 
 

@@ -168,6 +168,12 @@ def test_an_invalid_rule_anywhere_means_nothing_is_imported(tmp_path):
         ("rules:\n  - {name: x, expression: idle, action: log, applies_to: all, "
          "dry_run: 'yes'}\n", "dry_run must be true or false"),
         ("rules: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+        ("rules:\n  - {name: x, expression: idle, action: log, applies_to: all, "
+         "cooldown: 1:30}\n", "not a duration"),
+        ("rules:\n  - {name: x, expression: idle, action: log, applies_to: all, "
+         "cooldown: 500d}\n", "cooldown: must be between 0 and 366 days"),
+        ("rules:\n  - name: x\n    expression: idle\n    expression: 'True'\n"
+         "    action: log\n    applies_to: all\n", "key given twice: expression"),
     ],
 )  # fmt: skip
 def test_broken_rule_files_are_refused_with_the_reason(tmp_path, text, message):
@@ -203,11 +209,16 @@ def test_import_updates_rules_by_name(tmp_path):
 
 
 @pytest.mark.parametrize("text, seconds", [("1h", 3600), ("1h30m", 5400), ("2d", 172800),
-                                           ("45s", 45), ("0s", 0), (90, 90)])  # fmt: skip
+                                           ("45s", 45), ("0s", 0)])  # fmt: skip
 def test_durations_read_and_write_compactly(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
-    if isinstance(text, str):
-        assert format_duration(timedelta(seconds=seconds)) == text
+    assert format_duration(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize("value", [90, "90", "1:30", "soon", "-1h", "9999999999d", True])
+def test_durations_without_a_unit_or_out_of_range_are_refused(value):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
 
 
 def test_the_reference_in_the_docs_is_the_generated_one():

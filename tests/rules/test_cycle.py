@@ -287,3 +287,52 @@ def test_action_records_are_append_only(sim_settings, sim):
     with pytest.raises(ValueError, match="append-only"):
         record.delete()
     assert ActionRecord.objects.get().outcome == "done"
+
+
+def test_a_global_dry_run_shows_the_global_limit_stopping_the_rules(sim_settings, sim):
+    sim_settings.MAX_ACTIONS_PER_CYCLE = 2
+    vms = [add_vm(sim, f"idle-{i}", idle_monitoring()) for i in range(3)]
+    make_rule()
+    cycle("--dry-run")
+    assert not ActionRecord.objects.exists()  # what would happen live: nothing
+    assert ErrorMessage.objects.get(kind="actions_limit").message.startswith("(dry run)")
+    assert {state(sim, v) for v in vms} == {"ACTIVE/RUNNING"}
+
+
+def test_previewing_a_live_rule_does_not_hold_back_its_real_actions(sim_settings, sim):
+    vm = add_vm(sim, "idle", idle_monitoring())
+    make_rule()
+    cycle("--dry-run")
+    assert ActionRecord.objects.get().outcome == "would"
+    cycle()  # the would-be record does not start the cooldown of the live rule
+    assert state(sim, vm) == "SUSPENDED/LCM_INIT"
+
+
+def test_a_rule_deleted_or_disabled_between_evaluate_and_act_takes_no_action(sim_settings, sim):
+    from idlevm.rules.act import act
+    from idlevm.rules.cycle import context, evaluate, limits
+
+    kept = add_vm(sim, "kept", idle_monitoring(), owner="alice")
+    dropped = add_vm(sim, "dropped", idle_monitoring(), owner="bob")
+    deleted = add_vm(sim, "deleted", idle_monitoring(), owner="carol")
+    make_rule(name="alice", all_vms=False, owners=["alice"])
+    off = make_rule(name="bob", all_vms=False, owners=["bob"])
+    gone = make_rule(name="carol", all_vms=False, owners=["carol"], dry_run=True)
+    client = OneClient(sim.url, sim.session)
+    collect_once(client)
+    ctx = context()
+    evaluation = evaluate(ctx, limits())
+    off.enabled = False
+    off.save()  # an operator, in the console, while the cycle runs
+    gone.delete()
+    act(client, evaluation.planned, ctx)
+    assert state(sim, kept) == "SUSPENDED/LCM_INIT"
+    assert state(sim, dropped) == "ACTIVE/RUNNING" and state(sim, deleted) == "ACTIVE/RUNNING"
+    assert list(ActionRecord.objects.values_list("vm_id", flat=True)) == [kept]
+
+
+def test_data_from_a_host_clock_slightly_ahead_is_fresh_not_stale(sim_settings, sim):
+    vm = add_vm(sim, "idle", idle_monitoring(age=-30))  # received 30 s "in the future"
+    make_rule(expression="idle and idle_for > hours(4) and not stale")
+    cycle()
+    assert state(sim, vm) == "SUSPENDED/LCM_INIT"

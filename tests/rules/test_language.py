@@ -159,8 +159,36 @@ def test_missing_data_can_be_tested_explicitly():
 )
 def test_invalid_expressions_say_what_is_wrong(expression, message):
     with pytest.raises(RuleError) as error:
-        compile_rule(expression, NOW)
+        compile_rule(expression)  # as when a rule is saved: without a cycle's `now`
     assert message in str(error.value)
+
+
+def test_a_part_that_fails_only_at_this_time_fails_where_python_would_reach_it():
+    """Valid when saved; at midnight `1 / now.hour` fails, but is never reached here."""
+    rule = "idle and (now.hour == 0 or 24 / now.hour > 1)"
+    compile_rule(rule)  # the check: fine
+    midnight = NOW.replace(hour=0)
+    assert compile_rule(rule, midnight).matches({"idle": True})
+    late = compile_rule("idle and 24 / (now.hour - 22) > 1", NOW.replace(hour=22))
+    with pytest.raises(ValueError, match="division by zero"):
+        late.matches({"idle": True})  # reached: the rule fails (rule_failed), matches nothing
+
+
+def test_missing_values_inside_tuples_and_slices_are_unknown():
+    missing = {"sessions": None, "busy_procs": None, "idle": None, "name": "web-01",
+               "host_id": None, "cpu_pct": 0.4}  # fmt: skip
+    for expression in ["0 not in (sessions,)", "not (0 in (sessions, busy_procs))",
+                       "(idle, sessions) != (False, 1)", 'name[:host_id] == "web-01"',
+                       "not (name[sessions:] == name)", "round(cpu_pct, host_id) < 1"]:  # fmt: skip
+        assert value(expression, missing) is None, expression
+        assert not matches(expression, missing), expression
+    assert value("0 in (sessions, 0)", missing) is True  # found among the known ones
+
+
+def test_int_of_a_long_text_is_refused_not_computed():
+    rule = compile_rule('int(user_attr("A")) > 0', NOW)
+    with pytest.raises(ValueError, match="longer than 30"):
+        rule.matches({"user_attr": {"A": "9" * 4000}.get})
 
 
 def test_round_with_huge_digits_from_a_vm_field_fails_fast_instead_of_hanging():
@@ -228,7 +256,7 @@ def test_modules_classes_and_bitwise_operators_are_not_values(expression, messag
 
 def test_folded_arithmetic_errors_count_columns_in_characters():
     with pytest.raises(RuleError) as error:
-        compile_rule('name == "ééé" or 1/0 == 1', NOW)
+        compile_rule('name == "ééé" or 1/0 == 1')
     assert (error.value.line, error.value.column) == (1, 18)
 
 

@@ -377,7 +377,7 @@ BOUNDED = [
     "'a!' in name + name + name",
     're_match("a*b", user_attr("X"))',
     "memory ** 8 * memory ** 8 > 1",
-    "int('" + "9" * 999 + "') ** 8 > 0",
+    'int(user_attr("A")) ** 8 > 0',
     "round(memory, sessions) == 0",
     "round(cpu_pct, sessions) == 0",
     "round(cpu_pct, memory) == 0",
