@@ -14,14 +14,12 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from idlevm.inventory.collect import IDLE_COLUMNS, idle_values, is_new
+from idlevm.inventory.collect import FUTURE_SKEW_SECONDS, IDLE_COLUMNS, idle_values, is_new
 from idlevm.inventory.conditions import Condition, Kind
 from idlevm.inventory.models import CollectionRun, VirtualMachine
 from idlevm.one import records as one
@@ -193,15 +191,12 @@ def refreshed(vm: VirtualMachine, fresh: one.VirtualMachine) -> VirtualMachine:
     current.user_template = dict(fresh.user_template)
     rec = fresh.idle
     stored = (vm.idle_seq, vm.idle_time, vm.idle_received)
-    if rec is not None and is_new(rec, stored) and rec.received <= ctx_limit():
+    # Records received in the future are refused, as in collection.
+    latest = timezone.now().timestamp() + FUTURE_SKEW_SECONDS
+    if rec is not None and is_new(rec, stored) and rec.received <= latest:
         for column, value in zip(IDLE_COLUMNS, idle_values(rec), strict=True):
             setattr(current, column, value)
     return current
-
-
-def ctx_limit() -> float:
-    """Records received in the future are refused, as in collection (5 minutes of skew)."""
-    return timezone.now().timestamp() + 300
 
 
 def state_of(vm: VirtualMachine | one.VirtualMachine) -> str:
@@ -216,12 +211,11 @@ def state_after(target: ActionTarget, vm_id: int) -> str:
 
 
 def finish(
-    record: ActionRecord, outcome: str, message: str = "", state_after: str = "",
-    force_insert: bool = False,
-) -> ActionRecord:  # fmt: skip
+    record: ActionRecord, outcome: str, message: str = "", state_after: str = ""
+) -> ActionRecord:
     record.outcome, record.message, record.state_after = outcome, message[:2000], state_after
     record.finished = timezone.now()
-    record.save(force_insert=force_insert)
+    record.save()
     level = logging.WARNING if outcome == Outcome.FAILED else logging.INFO
     log.log(level, "%s%s", record, f": {message}" if message else "")
     return record
@@ -229,8 +223,8 @@ def finish(
 
 def close_interrupted_actions() -> int:
     """Pending records of a process that died: the outcome is unknown (the cooldown holds)."""
-    pending = ActionRecord.objects.filter(Q(outcome=Outcome.PENDING))
+    pending = ActionRecord.objects.filter(outcome=Outcome.PENDING)
     return pending.update(
-        outcome=Outcome.INTERRUPTED, finished=datetime.now(UTC),
+        outcome=Outcome.INTERRUPTED, finished=timezone.now(),
         message="the process ended before the outcome was known; check the VM",
     )  # fmt: skip

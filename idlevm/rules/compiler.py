@@ -38,6 +38,8 @@ from idlevm.rules.functions import (
     MODULES,
     Function,
     glob_pattern,
+    kleene_and,
+    kleene_or,
     matcher,
     safe_pattern,
 )
@@ -105,25 +107,11 @@ def _unary(op: Callable[[Any], Any], a: Any) -> Any:
 
 
 def _and(*values: Any) -> bool | None:
-    """Kleene's AND: false if any operand is false, else unknown if any is unknown."""
-    result: bool | None = True
-    for v in values:
-        if v is None:
-            result = None
-        elif not v:
-            return False
-    return result
+    return kleene_and(values)
 
 
 def _or(*values: Any) -> bool | None:
-    """Kleene's OR: true if any operand is true, else unknown if any is unknown."""
-    result: bool | None = False
-    for v in values:
-        if v is None:
-            result = None
-        elif v:
-            return True
-    return result
+    return kleene_or(values)
 
 
 def _fail(message: str) -> None:

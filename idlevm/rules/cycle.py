@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,6 +20,7 @@ from idlevm.inventory.models import CollectionRun, VirtualMachine
 from idlevm.rules.act import Acted, ActionTarget, act
 from idlevm.rules.engine import Evaluation, Limits, evaluate_rules
 from idlevm.rules.fields import Context
+from idlevm.rules.functions import local_zone
 from idlevm.rules.models import Rule
 
 log = logging.getLogger("idlevm.rules")
@@ -36,7 +36,7 @@ def limits(dry_run: bool = False) -> Limits:
 
 
 def context() -> Context:
-    now = timezone.now().astimezone(ZoneInfo(settings.TIME_ZONE))
+    now = timezone.now().astimezone(local_zone())
     return Context(now=now, stale_after=timedelta(seconds=settings.IDLE_STALE_SECONDS))
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from idlevm.inventory.collect import ACTIVE, RUNNING
 from idlevm.inventory.conditions import Condition, Kind
 from idlevm.inventory.models import VirtualMachine
 from idlevm.rules.actions import ACTIONS, Action
@@ -271,7 +272,7 @@ def apply_global_limit(out: Evaluation, limits: Limits, running: int) -> None:
 
 
 def is_running(vm: VirtualMachine) -> bool:
-    return (vm.state_name, vm.lcm_state_name) == ("ACTIVE", "RUNNING")
+    return (vm.state, vm.lcm_state) == (ACTIVE, RUNNING)  # as collection counts them
 
 
 def evidence(values: Values, compiled: CompiledRule) -> dict[str, object]:

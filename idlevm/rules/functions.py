@@ -11,7 +11,7 @@ import datetime as dt
 import fnmatch
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -114,16 +114,28 @@ def null_safe(fn: Callable[..., object]) -> Callable[..., object]:
 # --- implementations -------------------------------------------------------------------------
 
 
-def _kleene_any(values: tuple[object, ...]) -> bool | None:
-    if any(v is not None and v for v in values):
-        return True
-    return None if any(v is None for v in values) else False
+def kleene_and(values: Iterable[object]) -> bool | None:
+    """Kleene's AND (`all`, and `and` with missing operands): false if any value is false,
+    else unknown if any is unknown (None), else true."""
+    result: bool | None = True
+    for v in values:
+        if v is None:
+            result = None
+        elif not v:
+            return False
+    return result
 
 
-def _kleene_all(values: tuple[object, ...]) -> bool | None:
-    if any(v is not None and not v for v in values):
-        return False
-    return None if any(v is None for v in values) else True
+def kleene_or(values: Iterable[object]) -> bool | None:
+    """Kleene's OR (`any`, and `or` with missing operands): true if any value is true,
+    else unknown if any is unknown (None), else false."""
+    result: bool | None = False
+    for v in values:
+        if v is None:
+            result = None
+        elif v:
+            return True
+    return result
 
 
 def _min(*args: Any) -> Any:
@@ -289,9 +301,9 @@ FUNCTIONS: dict[str, Function] = {
             "max(net_rx_bps, net_tx_bps) < 1000", variadic=True, plain=max),
         _fn("abs", null_safe(abs), "numdur", same_as_args, "absolute value"),
         _fn("len", null_safe(len), "seq", INT, "length of a string or tuple", "len(name) > 3"),
-        _fn("any", _kleene_any, "tuple", lambda a: Type(BOOL, True),
+        _fn("any", kleene_or, "tuple", lambda a: Type(BOOL, True),
             "true if any element is true (None if unknown)", "any((sessions > 0, busy_procs > 0))"),
-        _fn("all", _kleene_all, "tuple", lambda a: Type(BOOL, True),
+        _fn("all", kleene_and, "tuple", lambda a: Type(BOOL, True),
             "true if every element is true (None if unknown)"),
         _fn("round", _round, "num,int?", same_as_args, "round a number"),
         _fn("int", null_safe(_int), "numstr", INT, "a whole number from a number or string"),

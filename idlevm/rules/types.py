@@ -49,9 +49,6 @@ class Type:
     def numeric(self) -> bool:
         return self.kind in NUMBERS
 
-    def maybe_none(self) -> Type:
-        return Type(self.kind, True)
-
 
 def number_kind(*types: Type) -> str:
     """INT when every operand is integral, else FLOAT."""

@@ -55,6 +55,7 @@ class Migration(migrations.Migration):
                     ("rule_limit", "Rule matched more VMs than its limit"),
                     ("actions_limit", "Global action limit reached"),
                     ("action_failed", "Action failed"),
+                    ("rules_failed", "The rules step failed"),
                 ],
                 max_length=32,
             ),
