@@ -30,10 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy suspend_service idlevm/one idlevm/onesim idlevm/inventory idlevm/rules idlevm/web
+	$(BIN)/mypy suspend_service idlevm/one idlevm/onesim idlevm/inventory idlevm/rules idlevm/web idlevm/host
 
 # The suite runs on SQLite, then again on each server database that answers: PostgreSQL
-# (production) and MariaDB (when mysqlclient is installed: EXTRAS=dev,mysql).
+# (production) and MariaDB (when mysqlclient is installed: EXTRAS=dev,mysql), there only the
+# tests that use the database (DB_TESTS_ONLY, tests/conftest.py): the others cannot differ.
 pytest: $(STAMP)
 	@set -e; used="sqlite"; \
 	echo "=== pytest on SQLite ==="; \
@@ -41,7 +42,7 @@ pytest: $(STAMP)
 	for url in $(PG_URL) $(MYSQL_URL); do \
 	  if $(BIN)/python -m suspend_service.dbcheck "$$url"; then \
 	    echo "=== pytest on $$url ==="; \
-	    DATABASE_URL=$$url $(BIN)/pytest -q -m "not slow"; used="$$used, $${url%%:*}"; \
+	    DATABASE_URL=$$url DB_TESTS_ONLY=1 $(BIN)/pytest -q -m "not slow"; used="$$used, $${url%%:*}"; \
 	  else \
 	    echo "=== $$url does not answer: skipped ==="; \
 	  fi; \

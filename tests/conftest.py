@@ -27,3 +27,26 @@ def one_settings(settings: Any, onesim: Any, tmp_path: Any) -> Any:
     settings.ONE_CONNECT_TIMEOUT = 2.0
     settings.ONE_TIMEOUT = 5.0
     return settings
+
+
+# Tests that reach the database through one of these (directly or through other fixtures).
+_DB_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+     "live_server", "admin_user", "admin_client"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """On the server-database passes (`make test` sets DB_TESTS_ONLY), run only the tests
+    that use the database: pytest-django blocks every other test from it, so those cannot
+    behave differently from the SQLite pass, which runs them all."""
+    import os
+
+    if not os.environ.get("DB_TESTS_ONLY"):
+        return
+    keep, drop = [], []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") or _DB_FIXTURES & set(item.fixturenames)
+        (keep if uses_db else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep

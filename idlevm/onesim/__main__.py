@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from idlevm.onesim.feeder import IdleFeeder
+from idlevm.onesim.probe import ProbeRunner
 from idlevm.onesim.scenario import ScenarioError
 from idlevm.onesim.server import OneSimServer
 from idlevm.onesim.testing import build_cloud
@@ -65,7 +66,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="publish IDLE_* records for running VMs every SECONDS (0 = never), "
         "standing in for agents and the host probe",
     )
-    return p.parse_args(argv)  # fmt: skip
+    p.add_argument(
+        "--fifo-dir",
+        metavar="DIR",
+        help="play the KVM driver and monitord: FIFOs for running VMs in DIR/<host name>/, "
+        "and the real probe (idlevm.host.probe) run there and merged into the cloud",
+    )
+    p.add_argument(
+        "--probe-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the probe runs with --fifo-dir (OpenNebula's MONITOR_VM is 30 s)",
+    )
+    args = p.parse_args(argv)
+    if args.fifo_dir and args.idle_data > 0:
+        p.error("--idle-data and --fifo-dir both publish idle data: choose one")
+    if args.probe_interval <= 0:
+        p.error("--probe-interval must be positive")
+    return args  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onesim: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr)
         return 1
     feeder = IdleFeeder(cloud, args.idle_data).start() if args.idle_data > 0 else None
+    runner = ProbeRunner(cloud, args.fifo_dir, args.probe_interval) if args.fifo_dir else None
+    if runner is not None:
+        runner.start()
     cloud.warm()  # render every VM once now, so the first big pool call is not the slow one
     stop = threading.Event()
 
@@ -99,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     if feeder is not None:
         feeder.stop()
+    if runner is not None:
+        runner.stop()
     server.shutdown()
     thread.join()
     server.server_close()

@@ -18,6 +18,7 @@ from idlevm.onesim import lifecycle, xmlgen
 from idlevm.onesim.inject import InjectMixin
 from idlevm.onesim.model import (
     ACTION,
+    ACTIVE,
     AUTHENTICATION,
     DONE,
     MONITORED,
@@ -294,6 +295,21 @@ class Cloud(InjectMixin):
             self._advance()
             vm = self._vm(vm_id)
             return VM_STATES[vm.state], LCM_STATES.get(vm.lcm_state, str(vm.lcm_state))
+
+    def placements(self) -> dict[int, int]:
+        """{VM id: host id} of the VMs whose QEMU process runs (ACTIVE on a host): the VMs a
+        KVM driver has prepared on that host (idlevm.onesim.probe plays that driver)."""
+        with self.lock:
+            self._advance()
+            return {
+                vm.id: vm.history[-1].hid
+                for vm in self.vms.values()
+                if vm.state == ACTIVE and vm.history
+            }
+
+    def host_names(self) -> dict[int, str]:
+        with self.lock:
+            return {host.id: host.name for host in self.hosts.values()}
 
     def vm_ids(self) -> list[int]:
         with self.lock:

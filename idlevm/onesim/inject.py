@@ -78,14 +78,18 @@ class InjectMixin:
     # ---------------------------------------------------------------- monitoring, templates
 
     def set_vm_monitoring(
-        self, vm_id: int, values: Mapping[str, object], replace: bool = False
+        self, vm_id: int, values: Mapping[str, object], replace: bool | str = False
     ) -> None:
-        """Merge (or replace) MONITORING attributes; an empty value deletes the attribute."""
+        """Merge MONITORING attributes; an empty value deletes the attribute. replace=True
+        replaces them all, replace="IDLE_" only those with that prefix (one probe's set)."""
         new = _keys(values)
         with self.lock:
             now = self._advance()
             vm = self._vm(vm_id)
-            merged = {} if replace else dict(vm.monitoring)
+            if isinstance(replace, str):
+                merged = {k: v for k, v in vm.monitoring.items() if not k.startswith(replace)}
+            else:
+                merged = {} if replace else dict(vm.monitoring)
             merged.update(new)
             vm.monitoring = {k: v for k, v in merged.items() if v != ""}
             vm.last_poll = int(now)

@@ -1,4 +1,5 @@
-"""The agent and the protocol must run on Python 3.6 (old VM images).
+"""The agent, the protocol and the host scripts must run on Python 3.6 (old VM images and
+hypervisors).
 
 vermin checks the source; where a real Python 3.6 is installed (pyenv), the agent runs on it.
 """
@@ -28,8 +29,8 @@ def python36():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vermin") is None, reason="vermin not installed")
-def test_agent_needs_at_most_python_3_6():
-    targets = [str(REPO / "idlevm/agent"), str(REPO / "idlevm/protocol.py")]
+def test_agent_and_host_code_need_at_most_python_3_6():
+    targets = [str(REPO / p) for p in ("idlevm/agent", "idlevm/host", "idlevm/protocol.py")]
     command = [sys.executable, "-c", VERMIN, "--no-tips", "-t=3.6-", "--violations", *targets]
     proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert proc.returncode == 0, proc.stdout.decode()
