@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/collect.py
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/probe.py
 
 # The agent as one file a VM image can carry: only idlevm/__init__.py, idlevm/protocol.py and
 # idlevm/agent/ go in (standard library only, Python 3.6+).

@@ -22,13 +22,17 @@ Value = Union[int, float, str]
 
 VERSION_WORD = "IDLEVM1"
 MAX_LINE = 512
+# Timestamps must be real dates (2000-01-01 .. 2100-01-01): a VM-chosen 2**40 would overflow
+# datetime arithmetic downstream. Shared with the published format (idlevm/one/idle.py).
+EPOCH_MIN = 946684800
+EPOCH_MAX = 4102444800
 
 # key: (kind, low, high). Kinds: "int", "float", "word". Optional unless in REQUIRED.
 FIELDS = {
     "seq": ("int", 0, 2**53),
-    "ts": ("int", 946684800, 4102444800),  # 2000-01-01 .. 2100-01-01
+    "ts": ("int", EPOCH_MIN, EPOCH_MAX),
     "state": ("word", 0, 0),
-    "since": ("int", 0, 4102444800),  # 0 when busy
+    "since": ("int", 0, EPOCH_MAX),  # 0 when busy; else a date, like ts
     "cpu": ("float", 0, 100),  # busy % of the whole VM, steal excluded
     "steal": ("float", 0, 100),
     "load": ("float", 0, 1e6),
@@ -108,7 +112,8 @@ def decode(line: Union[bytes, str]) -> Dict[str, Value]:
             line = line.encode("ascii")
         except UnicodeEncodeError:
             raise ProtocolError("not ASCII") from None
-    if len(line) > MAX_LINE:
+    # MAX_LINE counts the newline, whether or not the caller has cut it off already.
+    if len(line) - line.endswith(b"\n") >= MAX_LINE:
         raise ProtocolError(f"line longer than {MAX_LINE} bytes")
     try:
         line = line.decode("ascii")
@@ -139,6 +144,9 @@ def decode(line: Union[bytes, str]) -> Dict[str, Value]:
     for key in REQUIRED:
         if key not in record:
             raise ProtocolError(f"{key}: missing")
-    if int(record.get("since", 0)) > int(record["ts"]):  # both ints by now
+    since = int(record.get("since", 0))  # ints by now
+    if since > int(record["ts"]):
         raise ProtocolError("since: later than ts")
+    if record["state"] == "idle" and 0 < since < EPOCH_MIN:
+        raise ProtocolError("since: out of range")  # an idle stretch starts on a real date
     return record

@@ -8,6 +8,35 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(scope="session")
+def python36() -> str:
+    """The path of a real Python 3.6 (the oldest the agent and the host side support: old VM
+    images and hypervisors), from pyenv or PATH; the test is skipped, saying why, without one.
+    """
+    import glob
+    import os
+    import shutil
+    import subprocess
+
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6")))
+    on_path = shutil.which("python3.6")
+    if on_path and "/shims/" not in on_path:  # a pyenv shim fails unless 3.6 is selected
+        found.append(on_path)
+    if not found:
+        pytest.skip("no Python 3.6 installed (pyenv install 3.6, or python3.6 on PATH)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    check = "import sys; print('%d.%d' % sys.version_info[:2])"
+    try:
+        proc = subprocess.run(
+            [found[0], "-c", check], env=env, stdout=subprocess.PIPE, timeout=30, check=False
+        )
+    except OSError as error:
+        pytest.skip(f"{found[0]} does not run: {error}")
+    if proc.returncode != 0 or proc.stdout.strip() != b"3.6":
+        pytest.skip(f"{found[0]} is not a working Python 3.6 ({proc.stdout.strip()!r})")
+    return found[0]
+
+
 @pytest.fixture
 def onesim() -> Iterator[Any]:
     """A simulator on a free port: 2 hosts, 30 VMs (every state kind, most running)."""

@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from idlevm import protocol
 from idlevm.host.drain import Record, check
+from idlevm.host.fifo import parse_vm_id
 
 LOCK_WAIT = 5.0  # seconds; past that, publish from the cache without draining
 STATE_FILE = "state.json"
@@ -36,7 +37,16 @@ _MAX_PARTIAL = protocol.MAX_LINE
 class VmState:
     """What the probe remembers about one VM."""
 
-    __slots__ = ("discarding", "fields", "fifo", "partial", "received", "record", "rejected")
+    __slots__ = (
+        "discarding",
+        "fields",
+        "fifo",
+        "partial",
+        "received",
+        "record",
+        "rejected",
+        "running",
+    )
 
     def __init__(self, fifo: Tuple[int, int] = (0, 0)) -> None:
         self.fifo = fifo  # (st_dev, st_ino) of the FIFO this state was read from
@@ -46,6 +56,7 @@ class VmState:
         self.fields: Optional[Record] = None  # and its decoded fields
         self.received = 0  # host clock (epoch s) when `record` was read
         self.rejected = 0  # lines rejected since the FIFO was created (cumulative)
+        self.running = True  # a writer (QEMU) held the FIFO open at the last read
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -56,6 +67,7 @@ class VmState:
             "line": None if self.record is None else self.record.decode("ascii"),
             "received": self.received,
             "rejected": self.rejected,
+            "running": self.running,
         }
 
     @classmethod
@@ -78,6 +90,7 @@ class VmState:
             state.record = raw
             state.received = _count(data.get("received"))
         state.rejected = _count(data.get("rejected", 0))
+        state.running = data.get("running") is True
         return state
 
 
@@ -149,7 +162,7 @@ class StateDir:
             vms = data["vms"] if isinstance(data, dict) else None
             if not isinstance(vms, dict):
                 raise ValueError("no VM table")
-            return {_vm_id(key): VmState.from_json(value) for key, value in vms.items()}
+            return {parse_vm_id(key): VmState.from_json(value) for key, value in vms.items()}
         except (ValueError, UnicodeError, KeyError) as exc:
             _warn(f"{STATE_FILE}: damaged ({exc}); starting afresh")
             return {}
@@ -163,12 +176,6 @@ class StateDir:
         with os.fdopen(fd, "wb") as handle:
             handle.write(json.dumps(data, sort_keys=True).encode("ascii"))
         os.rename(temp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-
-
-def _vm_id(key: str) -> int:
-    if not (key.isdigit() and len(key) <= 9):
-        raise ValueError("bad VM id")
-    return int(key)
 
 
 def forget(state_dir: str, vm_id: int) -> bool:

@@ -11,12 +11,16 @@ The device added is
 and no <console>: for a serial port 0 libvirt adds the console alias (virsh console) itself.
 
 A domain that already has a serial port 0 (or a serial <console>, which libvirt turns into
-one) keeps it: the VM then gets no idle serial port, which is reported, not an error.
+one) keeps it: the VM then gets no idle serial port, which is reported, not an error. So does
+a domain that names a path in the FIFO directory anywhere but in our own device (another
+VM's /tmp/vm_serial/one2, say): QEMU would write that VM's .out and read its .in, speaking for
+it, and a second device on our own FIFOs would garble the data.
 """
 
 import contextlib
 import errno
 import os
+import posixpath
 import re
 import stat
 import tempfile
@@ -26,6 +30,13 @@ from typing import Dict, List, Optional, Tuple
 ADDED = "added"
 ALREADY_PRESENT = "already-present"
 PORT_TAKEN = "port-taken"
+FOREIGN_PATH = "foreign-path"
+
+# Free text libvirt never opens as a file (OpenNebula puts the VM's name and template there).
+_FREE_TEXT = frozenset({"metadata", "title", "description"})
+# Where a path may start in an attribute value or a text: QEMU options put it after "=" or ","
+# (`-chardev pipe,id=x,path=/tmp/vm_serial/one2`), so everything from a slash to a separator.
+_PATH_IN_TEXT = re.compile(r"/[^\s,;]*")
 
 # XML 1.0 forbids these characters even as character references.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -57,23 +68,42 @@ def serial_element(pipe_base: str) -> str:
 def add_serial(xml_text: str, pipe_base: str) -> Tuple[str, str]:
     """(new_xml, outcome): `xml_text` with our serial port 0 added, if it can be.
 
-    outcome is ADDED, ALREADY_PRESENT (our device is there: unchanged) or PORT_TAKEN
-    (another serial port 0 or a serial console: unchanged). Raises DomainError for XML that
-    is malformed, declares a DOCTYPE or entities, or whose root is not <domain>; ValueError
-    for a path XML cannot hold.
+    outcome is ADDED, ALREADY_PRESENT (our device is there: unchanged), PORT_TAKEN (another
+    serial port 0 or a serial console: unchanged) or FOREIGN_PATH (a path in the FIFO
+    directory, the folder of `pipe_base`, named outside our device: unchanged; see
+    foreign_path). Raises DomainError for XML that is malformed, declares a DOCTYPE or
+    entities, or whose root is not <domain>; ValueError for a path XML cannot hold.
     """
+    new_xml, outcome, _ = _add_serial(xml_text, pipe_base)
+    return new_xml, outcome
+
+
+def foreign_path(xml_text: str, pipe_base: str) -> Optional[str]:
+    """The first path in the FIFO directory the domain names outside our own device, if any:
+    in an attribute value or a text (a device's <source path>, a <log file>, a qemu:arg...),
+    outside <metadata>, <title> and <description>. Paths are compared as written, after
+    collapsing `//`, `.` and `..`; a symlink elsewhere that leads into the directory is not
+    seen (protected_symlinks keeps QEMU from following one planted in /tmp)."""
+    return _foreign_path(_scan(xml_text.encode("utf-8")), pipe_base)
+
+
+def _add_serial(xml_text: str, pipe_base: str) -> Tuple[str, str, Optional[str]]:
     element = serial_element(pipe_base)  # first: a bad path fails before any inspection
     data = xml_text.encode("utf-8")
     scan = _scan(data)
+    foreign = _foreign_path(scan, pipe_base)
+    if foreign is not None:
+        return xml_text, FOREIGN_PATH, foreign
     if any(_is_ours(device, pipe_base) for device in scan.devices):
-        return xml_text, ALREADY_PRESENT
+        return xml_text, ALREADY_PRESENT, None
     if any(_takes_port_zero(device) for device in scan.devices):
-        return xml_text, PORT_TAKEN
-    return _insert(data, scan, element).decode("utf-8"), ADDED
+        return xml_text, PORT_TAKEN, None
+    return _insert(data, scan, element).decode("utf-8"), ADDED, None
 
 
-def rewrite_domain_file(path: str, pipe_base: str) -> str:
-    """Add our serial port to the domain XML file `path` in place; return the outcome.
+def rewrite_domain_file(path: str, pipe_base: str) -> Tuple[str, Optional[str]]:
+    """Add our serial port to the domain XML file `path` in place; return the outcome and,
+    for FOREIGN_PATH, the path in the FIFO directory the domain names (else None).
 
     The file is replaced atomically (temporary file in the same directory, same mode and
     owner, rename) and only when the outcome is ADDED. Raises DomainError (a symlink or
@@ -89,12 +119,12 @@ def rewrite_domain_file(path: str, pipe_base: str) -> str:
     except UnicodeDecodeError as error:
         raise DomainError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
     try:
-        new_text, outcome = add_serial(text, pipe_base)
+        new_text, outcome, foreign = _add_serial(text, pipe_base)
     except DomainError as error:
         raise DomainError(f"{path}: {error}") from None
     if outcome == ADDED:
         _replace(path, new_text.encode("utf-8"), st)
-    return outcome
+    return outcome, foreign
 
 
 class _Device:
@@ -113,10 +143,16 @@ class _Device:
 
 
 class _Scan:
-    """What one parse tells: serial and console devices, and byte offsets for the edit."""
+    """What one parse tells: serial and console devices, the texts and attribute values that
+    may name a file, and byte offsets for the edit."""
 
     def __init__(self) -> None:
         self.devices: List[_Device] = []
+        # (device, element, attribute or "" for a text, value); the device only for the
+        # <source> of a serial or console, to tell our own source path from other mentions
+        self.values: List[Tuple[Optional[_Device], str, str, str]] = []
+        self.texts: List[List[str]] = []  # the character data of each open element
+        self.free_text_depth = 0  # > 0 inside <metadata>, <title> or <description>
         self.domain_first_child: Optional[int] = None  # "<" of the first element in <domain>
         self.domain_end: Optional[int] = None  # "<" of </domain>
         self.devices_start: Optional[int] = None  # "<" of <devices>
@@ -141,8 +177,20 @@ def _scan(data: bytes) -> _Scan:
     def start(tag: str, attributes: Dict[str, str]) -> None:
         _on_start(scan, parser.CurrentByteIndex, tag, attributes)
         scan.depth += 1
+        scan.texts.append([])
+        if scan.free_text_depth or (scan.depth == 2 and tag in _FREE_TEXT):
+            scan.free_text_depth += 1
+
+    def text(data: str) -> None:
+        if scan.texts:
+            scan.texts[-1].append(data)
 
     def end(tag: str) -> None:
+        value = "".join(scan.texts.pop())
+        if scan.free_text_depth:
+            scan.free_text_depth -= 1
+        elif "/" in value:
+            scan.values.append((None, tag, "", value))
         scan.depth -= 1
         if scan.depth == 0:
             scan.domain_end = parser.CurrentByteIndex
@@ -153,6 +201,7 @@ def _scan(data: bytes) -> _Scan:
     parser.EntityDeclHandler = refuse_dtd
     parser.StartElementHandler = start
     parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
     try:
         parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as error:
@@ -180,6 +229,33 @@ def _on_start(scan: _Scan, offset: int, tag: str, attributes: Dict[str, str]) ->
             scan.devices_first_child = offset
     elif scan.depth == 3 and scan.current is not None and tag in ("target", "source"):
         scan.current.children.append((tag, attributes))
+    if not scan.free_text_depth:
+        owner = scan.current if scan.depth == 3 and tag == "source" else None
+        for name, value in attributes.items():
+            if "/" in value:
+                scan.values.append((owner, tag, name, value))
+
+
+def _foreign_path(scan: _Scan, pipe_base: str) -> Optional[str]:
+    directory = "/" + posixpath.normpath(posixpath.dirname(pipe_base)).lstrip("/")
+
+    def inside(path: str) -> bool:
+        if directory == "/":  # every path is below /: only its entries count
+            return path != "/" and posixpath.dirname(path) == "/"
+        return path == directory or path.startswith(directory + "/")
+
+    for device, tag, attribute, value in scan.values:
+        if (
+            device is not None
+            and (tag, attribute, value) == ("source", "path", pipe_base)
+            and _is_ours(device, pipe_base)
+        ):
+            continue  # our own device: the only one allowed on these FIFOs
+        for found in _PATH_IN_TEXT.findall(value):
+            path = "/" + posixpath.normpath(str(found)).lstrip("/")  # normpath keeps a //
+            if inside(path):
+                return path
+    return None
 
 
 def _is_ours(device: _Device, pipe_base: str) -> bool:

@@ -16,22 +16,17 @@ end of file, and our closing the read end never breaks QEMU's writes.
 
 import errno
 import os
-import re
 import stat
 from typing import Dict, List, Optional, Tuple
 
 from idlevm import protocol
+from idlevm.host.fifo import fifo_vm_id
 
 # The default capacity of a Linux pipe: a backlog an honest agent can leave is read whole.
 READ_LIMIT = 65536
 # Newest lines examined per run: an agent writing every 10 s between probe runs 10 min apart
 # leaves 60; older lines beyond the window are counted as rejected (flood).
 WINDOW = 128
-MAX_VM_ID = 999999999
-
-_FIFO_NAME = re.compile(r"one(0|[1-9][0-9]{0,8})\.out\Z")
-# The published format refuses an idle stretch that starts before 2000 (idlevm/one/idle.py).
-EPOCH_MIN = 946684800
 
 
 class DrainError(Exception):
@@ -40,17 +35,15 @@ class DrainError(Exception):
 
 def fifo_vm_ids(dir_fd: int) -> List[int]:
     """VM ids of the `one<ID>.out` names in the directory, ascending (not yet checked)."""
-    ids = []
-    for name in os.listdir(dir_fd):
-        match = _FIFO_NAME.match(name)
-        if match:
-            ids.append(int(match.group(1)))
-    return sorted(ids)
+    ids = (fifo_vm_id(name) for name in os.listdir(dir_fd))
+    return sorted(vm_id for vm_id in ids if vm_id is not None)
 
 
-def read_fifo(dir_fd: int, vm_id: int, limit: int = READ_LIMIT) -> Tuple[bytes, Tuple[int, int]]:
-    """What the VM's `.out` FIFO holds now (at most `limit` bytes), and the FIFO's identity
-    (device, inode); raises DrainError."""
+def read_fifo(
+    dir_fd: int, vm_id: int, limit: int = READ_LIMIT
+) -> Tuple[bytes, Tuple[int, int], bool]:
+    """What the VM's `.out` FIFO holds now (at most `limit` bytes), the FIFO's identity
+    (device, inode), and whether a writer holds it open; raises DrainError."""
     name = f"one{vm_id}.out"
     try:
         before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -67,13 +60,15 @@ def read_fifo(dir_fd: int, vm_id: int, limit: int = READ_LIMIT) -> Tuple[bytes, 
         after = os.fstat(fd)
         if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
             raise DrainError(f"{name}: replaced while opening, ignored")
-        return _read_available(fd, limit), (after.st_dev, after.st_ino)
+        data, writer = _read_available(fd, limit)
+        return data, (after.st_dev, after.st_ino), writer
     finally:
         os.close(fd)
 
 
-def _read_available(fd: int, limit: int) -> bytes:
-    chunks = []
+def _read_available(fd: int, limit: int) -> Tuple[bytes, bool]:
+    """Up to `limit` bytes, and False when the FIFO has no writer (end of file)."""
+    chunks: List[bytes] = []
     total = 0
     while total < limit:
         try:
@@ -83,10 +78,10 @@ def _read_available(fd: int, limit: int) -> bytes:
                 break  # a writer, but nothing more written
             raise DrainError(f"read: {exc.strerror}") from None
         if not data:
-            break  # no writer at all
+            return b"".join(chunks), False
         chunks.append(data)
         total += len(data)
-    return b"".join(chunks)
+    return b"".join(chunks), True
 
 
 class Lines:
@@ -146,13 +141,8 @@ def newest_valid(lines: List[bytes]) -> Tuple[Optional[bytes], Optional[Record],
 
 
 def check(line: bytes) -> Optional[Record]:
-    """The fields of a line that decodes and that the published format accepts as it
-    stands; None for any other line."""
+    """The fields of a line that is a valid record, None for any other line."""
     try:
-        record = protocol.decode(line)
+        return protocol.decode(line)
     except protocol.ProtocolError:
         return None
-    since = int(record.get("since", 0))
-    if record["state"] == "idle" and 0 < since < EPOCH_MIN:
-        return None
-    return record

@@ -16,8 +16,11 @@ import stat
 from typing import Callable, List, Optional, Tuple
 
 DEFAULT_DIR = "/tmp/vm_serial"
-DIR_MODE = 0o750  # the probe runs as the same user as QEMU; the group may look, not write
-FIFO_MODE = 0o660  # QEMU (oneadmin in OpenNebula's qemu.conf) and the probe read and write
+# QEMU (user oneadmin in OpenNebula's qemu.conf) and the probe (run by oneadmin) are the only
+# ones that open the FIFOs: nobody else needs any access. Group write would let any member of
+# the group speak for VM N (write oneN.out) or type into its serial console (write oneN.in).
+DIR_MODE = 0o700
+FIFO_MODE = 0o600
 # OpenNebula VM ids are non-negative integers; 9 digits keeps names and paths short.
 _VM_ID = re.compile(r"(0|[1-9][0-9]{0,8})\Z")
 
@@ -34,6 +37,15 @@ def parse_vm_id(text: str) -> int:
     if not _VM_ID.match(text):
         raise ValueError(f"invalid VM id {text!r}: expected 0 to 999999999, no leading zeros")
     return int(text)
+
+
+def fifo_vm_id(name: str) -> Optional[int]:
+    """The VM id of a `one<ID>.out` file name, None for any other name (`one042.out`,
+    `one1.out.bak`...): the probe takes a VM's identity from this name alone."""
+    stem, _, suffix = name.partition(".")
+    if suffix != "out" or not stem.startswith("one") or not _VM_ID.match(stem[3:]):
+        return None
+    return int(stem[3:])
 
 
 def pipe_base(directory: str, vm_id: int) -> str:
@@ -82,7 +94,7 @@ def remove_fifos(directory: str, vm_id: int) -> List[str]:
 def open_safe_dir(directory: str, create: bool, report: Optional[Reporter] = None) -> int:
     """A file descriptor of `directory`, checked to be safe; -1 if absent and not `create`.
 
-    With `create`, a missing directory is made with mode 0750. Refuses (HostSetupError) a
+    With `create`, a missing directory is made with mode 0700. Refuses (HostSetupError) a
     symlink, a non-directory, a directory owned by another user than us or root, and one
     writable by group or others.
     """
@@ -157,8 +169,8 @@ def _ensure_fifo(dir_fd: int, path: str, say: Reporter) -> None:
         return
     except OSError as error:
         raise HostSetupError(f"cannot create FIFO {path}: {error.strerror}") from None
-    # The umask may have removed the group bits QEMU and the probe need. chmod follows
-    # symlinks, but only we or root can put anything in this directory.
+    # mkfifo's mode passed through the umask: set it exactly. chmod follows symlinks, but
+    # only we or root can put anything in this directory.
     _chmod(dir_fd, path)
     say(f"created FIFO {path} ({FIFO_MODE:04o})")
 

@@ -22,6 +22,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import idlevm
+from idlevm.host import fifo
 from idlevm.host import wrappers as scripts
 
 DEFAULT_REMOTES = "/var/lib/one/remotes"
@@ -31,6 +32,19 @@ KVM = "vmm/kvm"
 CLASSIC_PROBES = {"im/kvm.d/idle.sh": "host"}  # OpenNebula 3.x runs every script in kvm.d
 PROBES = "im/kvm-probes.d/"  # current versions: host/system (host attributes), vm/monitor
 CURRENT_PROBES = {PROBES + "host/system/idle.sh": "host", PROBES + "vm/monitor/idle.sh": "vm"}
+# A domain deployed through our wrapper names the FIFOs; libvirt keeps that domain in the
+# checkpoint (suspend, stop, cold migration) and sends it on a live migration, and QEMU will
+# not start it without them. Without our restore and migrate wrappers nobody makes them.
+UNINSTALL_WARNING = f"""\
+warning: every VM deployed while idlevm was installed has a serial port on the FIFOs
+  {fifo.DEFAULT_DIR}/one<ID>.in/.out (or in IDLEVM_SERIAL_DIR) in its libvirt domain, and keeps
+  it in its checkpoint (suspend, stop, cold migration) and in a live migration. Once idlevm
+  is uninstalled nothing creates those FIFOs, and QEMU refuses to start without them:
+  resuming a suspended or stopped VM, or migrating one, FAILS for those VMs. Uninstall only
+  when none of them will be restored or migrated, or first power them off and resume them
+  (or undeploy and redeploy them: a fresh deploy has no serial port once the wrapper is
+  gone). Keeping the FIFOs in {fifo.DEFAULT_DIR} is not enough: they are gone after a host
+  reboot."""
 
 
 class InstallError(Exception):
@@ -47,12 +61,17 @@ class Plan:
     def __init__(self) -> None:
         self.entries = []  # type: List[Tuple[str, Optional[Callable[..., None]], Tuple[Any, ...]]]
         self.refused = []  # type: List[str]
+        self.warnings = []  # type: List[str]
 
     def note(self, text: str) -> None:
         self.entries.append((text, None, ()))
 
     def step(self, text: str, action: Callable[..., None], *args: Any) -> None:
         self.entries.append((text, action, args))
+
+    def warn(self, text: str) -> None:
+        """Printed on stderr after the steps, dry run or not."""
+        self.warnings.append(text)
 
     def refuse(self, text: str) -> None:
         self.refused.append(text)
@@ -65,6 +84,9 @@ class Plan:
             elif action is not None:
                 action(*args)
             print(text, file=sys.stderr if text.startswith("refused") else sys.stdout)
+        sys.stdout.flush()  # the warnings come last, whichever stream is read first
+        for text in self.warnings:
+            print(text, file=sys.stderr)
 
 
 class Tree:
@@ -338,6 +360,8 @@ def plan_restore(tree: Tree, plan: Plan, name: str, original: str, wrapper: str)
 
 def uninstall(tree: Tree, plan: Plan) -> None:
     written, wrapped = read_manifest(tree)
+    if KVM + "/deploy" in wrapped:  # else no VM got the serial port through us
+        plan.warn(UNINSTALL_WARNING)
     # Only the paths this tool writes: the MANIFEST is a file in the remotes, not an order.
     for name in (KVM + "/" + action for action in scripts.ACTIONS if KVM + "/" + action in wrapped):
         plan_restore(tree, plan, name, wrapped[name], written.get(name, ""))

@@ -22,8 +22,8 @@ from typing import Dict, List, Optional, Tuple
 from idlevm import protocol
 from idlevm.host.cache import StateDir, VmState
 from idlevm.host.drain import DrainError, fifo_vm_ids, newest_valid, read_fifo, split_lines
+from idlevm.host.fifo import DEFAULT_DIR, HostSetupError, open_safe_dir
 
-DEFAULT_DIR = "/tmp/vm_serial"
 # The client's bounds on the host attribute (idlevm/one/idle.py): past them it would reject
 # records, so the probe never prints more.
 MAX_RECORDS = 1000
@@ -51,23 +51,19 @@ def warn(message: str) -> None:
 def open_fifo_dir(path: str) -> Optional[int]:
     """The FIFO directory's fd, or None when it is missing or not safe to trust.
 
-    Whoever can create `one<ID>.out` here can speak for VM <ID>, so the directory must be
-    ours (or root's) and writable by nobody else, as `idlevm.host.vmm prepare` makes it.
+    Whoever can create `one<ID>.out` here can speak for VM <ID>: the directory must pass the
+    checks `idlevm.host.vmm prepare` makes (a real directory, ours or root's, writable by
+    nobody else).
     """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
+        fd = open_safe_dir(path, create=False)
+    except HostSetupError as exc:
+        warn(f"{exc}; nothing read")
         return None
     except OSError as exc:
-        warn(f"{path}: {exc.strerror}")
+        warn(f"{path}: {exc.strerror}; nothing read")
         return None
-    info = os.fstat(fd)
-    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o022:
-        os.close(fd)
-        warn(f"{path}: not ours or writable by others; nothing read")
-        return None
-    return fd
+    return None if fd < 0 else fd
 
 
 def update(state: VmState, data: bytes, now: int) -> None:
@@ -108,7 +104,10 @@ def drain(fifo_dir: str, state_dir: str, now: int) -> Dict[int, VmState]:
                 if state is not None:
                     current[vm_id] = state
             # VMs whose FIFO is gone (they left this host) are forgotten here.
-            states.save(current)
+            try:
+                states.save(current)
+            except OSError as exc:  # a full disk: publish what was read all the same
+                warn(f"cannot save {state_dir}: {exc}")
             return current
         finally:
             states.unlock(lock)
@@ -119,12 +118,15 @@ def drain(fifo_dir: str, state_dir: str, now: int) -> Dict[int, VmState]:
 
 def _drain_one(dir_fd: int, vm_id: int, cached: Optional[VmState], now: int) -> Optional[VmState]:
     try:
-        data, fifo = read_fifo(dir_fd, vm_id)
+        data, fifo, writer = read_fifo(dir_fd, vm_id)
     except DrainError as exc:
         warn(str(exc))
         return None
     # State read from another FIFO (removed and made again since) starts afresh.
     state = cached if cached is not None and cached.fifo == fifo else VmState(fifo)
+    # No writer: QEMU, which holds the FIFO open while the VM runs, is gone. Its record is
+    # not published: the VM may run on another host now, whose data must not be overwritten.
+    state.running = writer
     if data:
         update(state, data, now)
     return state
@@ -133,20 +135,21 @@ def _drain_one(dir_fd: int, vm_id: int, cached: Optional[VmState], now: int) -> 
 # ---------------------------------------------------------------- publishing
 
 
-def published(state: VmState) -> Optional[List[Tuple[str, str]]]:
-    """(key, text) pairs of the VM's record in the published format, None without one."""
-    if state.fields is None:
+def published(state: VmState, every: bool = False) -> Optional[List[Tuple[str, str]]]:
+    """(key, text) pairs of the VM's record in the published format; None without a record
+    or when the VM is not running here. `every`: all keys, "" for those without a value."""
+    if state.fields is None or not state.running:
         return None
     values = dict(state.fields)  # checked when read, and again when loaded from the cache
-    values.update(v=1, rcv=state.received)
+    values.update(v=1, rcv=state.received, rej=state.rejected)
     values.setdefault("since", 0)
-    if state.rejected:
-        values["rej"] = state.rejected
     pairs = []
     for key, _ in PUBLISHED:
-        if key in values:
+        if key in values and not (key == "rej" and not values[key] and not every):
             kind = protocol.FIELDS[key][0] if key in protocol.FIELDS else "int"
             pairs.append((key, protocol.format_value(kind, values[key])))
+        elif every:
+            pairs.append((key, ""))
     return pairs
 
 
@@ -169,11 +172,15 @@ def format_host(states: Dict[int, VmState]) -> str:
 
 
 def format_vm(states: Dict[int, VmState]) -> str:
-    """One `VM = [ ID=..., DEPLOY_ID=..., MONITOR=<base64> ]` line per VM with a record."""
+    """One `VM = [ ID=..., DEPLOY_ID=..., MONITOR=<base64> ]` line per VM with a record.
+
+    Every IDLE_* name is written, empty when the record has no value for it: oned merges a
+    VM's monitoring into what it had, so a name left out would keep an older record's value.
+    """
     names = dict(PUBLISHED)
     out: List[str] = []
     for vm_id in sorted(states):
-        pairs = published(states[vm_id])
+        pairs = published(states[vm_id], every=True)
         if pairs is None:
             continue
         if len(out) == MAX_RECORDS:

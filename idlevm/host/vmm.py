@@ -5,7 +5,9 @@
 
 prepare (before deploy and restore) creates the FIFOs DIR/one<ID>.in and .out, then, given a
 domain XML file, adds the serial port 0 on them. The FIFOs come first: QEMU refuses to start
-a domain whose pipe does not exist, so if they cannot be made the domain stays unchanged.
+a domain whose pipe does not exist, so if they cannot be made the domain stays unchanged. A
+domain with its own serial port 0, or naming a path in DIR (another VM's FIFOs), is left
+unchanged too: reported, exit status 0 (a hook never stops a deploy).
 cleanup (after save, shutdown, cancel, migration away) removes the FIFOs and drops the VM
 from the probe's cached state. Both are idempotent.
 
@@ -100,7 +102,7 @@ def prepare(vm_id: int, directory: str, domain_file: Optional[str]) -> int:
         return EXIT_OK
     base = fifo.pipe_base(directory, vm_id)
     try:
-        outcome = domain.rewrite_domain_file(domain_file, base)
+        outcome, foreign = domain.rewrite_domain_file(domain_file, base)
     except domain.DomainError as error:
         say(f"{error}; domain left unchanged")
         return EXIT_FAILED
@@ -110,19 +112,42 @@ def prepare(vm_id: int, directory: str, domain_file: Optional[str]) -> int:
     except OSError as error:
         say(f"cannot rewrite {domain_file}: {error.strerror or error}; domain left unchanged")
         return EXIT_FAILED
-    say(_outcome_message(outcome, domain_file, base, vm_id))
+    say(_outcome_message(outcome, domain_file, base, vm_id, foreign))
     return EXIT_OK
 
 
-def _outcome_message(outcome: str, domain_file: str, base: str, vm_id: int) -> str:
+def _outcome_message(
+    outcome: str, domain_file: str, base: str, vm_id: int, foreign: Optional[str]
+) -> str:
     if outcome == domain.ADDED:
         return f"{domain_file}: added serial port 0 on {base}.in/.out"
     if outcome == domain.ALREADY_PRESENT:
         return f"{domain_file}: serial port 0 on {base} already there: unchanged"
-    return (
-        f"{domain_file}: has its own serial port 0 or serial console: unchanged,"
-        f" VM {vm_id} gets no idle serial port"
-    )
+    unchanged = f"unchanged, VM {vm_id} gets no idle serial port"
+    if outcome == domain.FOREIGN_PATH:
+        # Named for the operator: which VM's FIFOs a device of this domain would open.
+        owner = _fifo_owner(foreign or "", os.path.dirname(base))
+        if owner is not None and owner != vm_id:
+            whose = f"which belongs to another VM's serial port (VM {owner})"
+        else:
+            whose = "in the serial FIFO directory, which only idlevm's serial port may use"
+        return f"{domain_file}: a device of this domain uses {foreign}, {whose}: {unchanged}"
+    return f"{domain_file}: has its own serial port 0 or serial console: {unchanged}"
+
+
+def _fifo_owner(path: str, directory: str) -> Optional[int]:
+    """The VM whose FIFOs `path` names (DIR/one<ID>, .in or .out), else None."""
+    folder, name = os.path.split(path)
+    if folder != directory or not name.startswith("one"):
+        return None
+    for suffix in (".in", ".out"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    try:
+        return fifo.parse_vm_id(name[3:])
+    except ValueError:
+        return None
 
 
 def cleanup(vm_id: int, directory: str, state_dir: Optional[str]) -> int:

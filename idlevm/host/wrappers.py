@@ -126,36 +126,61 @@ esac
 """
 
 DEPLOY_STDIN = r"""
-# OpenNebula sends the domain XML on stdin and the original writes it to $1. It is saved in
-# a private directory (it holds VNC passwords), given the serial port by the hook, and fed to
-# the original from an open descriptor once the directory is gone. Whatever fails, the
-# original gets the domain as OpenNebula sent it.
+# OpenNebula sends the domain XML on stdin and the original writes it to $1. The whole domain
+# is read into memory first: stdin cannot be read twice, so whatever fails later (a full or
+# missing TMPDIR, a failing hook), the original still gets the domain exactly as OpenNebula
+# sent it, from memory. A copy goes to a private directory (it holds VNC passwords) for the
+# hook to give it the serial port; the edited copy is fed to the original from an open
+# descriptor once the directory is gone.
+if [ -z "$idlevm_id" ]; then
+    exec "$idlevm_orig" "$@" # stdin untouched
+fi
+
 idlevm_tmp=
 trap 'rm -rf "$idlevm_tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
-if ! idlevm_tmp=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/idlevm-deploy.XXXXXX"); then
-    idlevm_log "no temporary directory: serial port not added"
-    exec "$idlevm_orig" "$@"
-fi
-idlevm_feed=$idlevm_tmp/domain.orig
-if ! cat >"$idlevm_feed"; then
-    # stdin is partly read: give the original what was saved, then the rest
-    idlevm_log "could not save the domain: serial port not added"
-    {
-        cat "$idlevm_feed" 2>/dev/null
-        cat
-    } | "$idlevm_orig" "$@"
-    exit
-fi
-if [ -n "$idlevm_id" ] && cp "$idlevm_feed" "$idlevm_tmp/domain.xml" &&
-    idlevm_hook prepare --vm-id "$idlevm_id" --domain "$idlevm_tmp/domain.xml"; then
-    idlevm_feed=$idlevm_tmp/domain.xml
-elif [ -n "$idlevm_id" ]; then
+
+# Runs the original on the domain as read, from memory (no file: nothing can fail half way),
+# and exits with its status: it is the last command of the pipeline.
+idlevm_unchanged() {
     idlevm_log "serial port not added: VM $idlevm_id runs without idle data"
+    rm -rf "$idlevm_tmp"
+    trap - EXIT HUP INT TERM
+    printf '%s' "$idlevm_domain" | "$idlevm_orig" "$@"
+    exit
+}
+
+# The x keeps the trailing newlines $(...) would strip. Domain XML holds no NUL byte (the one
+# thing a shell variable cannot hold).
+idlevm_domain=$(cat && echo x)
+case $idlevm_domain in
+    *x) idlevm_domain=${idlevm_domain%x} ;;
+    *)
+        idlevm_log "could not read the domain from stdin: the original gets what was read"
+        idlevm_unchanged "$@"
+        ;;
+esac
+if ! idlevm_tmp=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/idlevm-deploy.XXXXXX"); then
+    idlevm_log "no temporary directory"
+    idlevm_unchanged "$@"
 fi
-exec 9<"$idlevm_feed"
+idlevm_file=$idlevm_tmp/domain.xml
+# Read back: whatever a shell's printf says, a full TMPDIR must not pass for a saved domain.
+if ! printf '%s' "$idlevm_domain" 2>/dev/null >"$idlevm_file" ||
+    [ "$(cat "$idlevm_file" && echo x)" != "${idlevm_domain}x" ]; then
+    idlevm_log "could not save the domain in ${TMPDIR:-/tmp}"
+    idlevm_unchanged "$@"
+fi
+# The hook replaces the file whole (written in full, then renamed) or leaves it as it was.
+if ! idlevm_hook prepare --vm-id "$idlevm_id" --domain "$idlevm_file"; then
+    idlevm_unchanged "$@"
+fi
+# `command`: a failed redirection would otherwise end the shell (exec is a special built-in).
+if ! command exec 9<"$idlevm_file"; then
+    idlevm_unchanged "$@"
+fi
 rm -rf "$idlevm_tmp"
 trap - EXIT HUP INT TERM
 exec "$idlevm_orig" "$@" <&9 9<&-

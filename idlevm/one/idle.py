@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from idlevm.one.records import IdleProblem, IdleRecord
-from idlevm.protocol import PATTERNS, format_value
+from idlevm.protocol import EPOCH_MAX, EPOCH_MIN, PATTERNS, format_value
 
 VERSION = 1
 MAX_RECORD_BYTES = 512
@@ -27,12 +27,6 @@ _FLOAT = PATTERNS["float"]
 _WORD = PATTERNS["word"]
 _HOST_CHARS = re.compile(r"[0-9a-z.,;:=_]*")
 _NON_EMPTY_SEGMENT = re.compile(r"[^;]+")
-
-
-# Timestamps must be real dates (2000-01-01 .. 2100-01-01): a VM-chosen 2**40 would overflow
-# datetime arithmetic downstream and fail the whole collection cycle.
-EPOCH_MIN = 946_684_800
-EPOCH_MAX = 4_102_444_800
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +144,10 @@ def parse_monitoring_idle(
                 continue
             if not isinstance(raw, str):
                 raise _Bad(f"{spec.name}: value is not text")
+            if raw == "":
+                # Absent: the probe writes every name, empty when the agent did not send it,
+                # because oned merges MONITORING and would keep an older record's value.
+                continue
             values[spec.key] = _convert(spec, raw, "vm")
         if not present:
             return None, []

@@ -78,18 +78,14 @@ class InjectMixin:
     # ---------------------------------------------------------------- monitoring, templates
 
     def set_vm_monitoring(
-        self, vm_id: int, values: Mapping[str, object], replace: bool | str = False
+        self, vm_id: int, values: Mapping[str, object], replace: bool = False
     ) -> None:
-        """Merge MONITORING attributes; an empty value deletes the attribute. replace=True
-        replaces them all, replace="IDLE_" only those with that prefix (one probe's set)."""
+        """Merge (or replace) MONITORING attributes; an empty value deletes the attribute."""
         new = _keys(values)
         with self.lock:
             now = self._advance()
             vm = self._vm(vm_id)
-            if isinstance(replace, str):
-                merged = {k: v for k, v in vm.monitoring.items() if not k.startswith(replace)}
-            else:
-                merged = {} if replace else dict(vm.monitoring)
+            merged = {} if replace else dict(vm.monitoring)
             merged.update(new)
             vm.monitoring = {k: v for k, v in merged.items() if v != ""}
             vm.last_poll = int(now)

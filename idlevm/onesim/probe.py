@@ -7,8 +7,9 @@ With `--fifo-dir DIR`, each simulated host gets its own FIFO directory `DIR/<hos
 - monitord: it runs the real probe (`python -m idlevm.host.probe`, a subprocess, as oned
   runs probes) on each host directory in both formats, parses the output with the template
   parser the service shares (idlevm.one.template), and merges it like oned does: `IDLE`
-  into the host's TEMPLATE, each `VM = [ ID, MONITOR ]` into that VM's MONITORING (its
-  IDLE_* attributes replaced as a set; entries for VMs not on that host are ignored).
+  into the host's TEMPLATE, each `VM = [ ID, MONITOR ]` into that VM's MONITORING (merged
+  into what it had, so a VM without an entry keeps its last values; an empty value removes
+  one; entries for VMs not on that host are ignored).
 So agent -> FIFO -> probe -> XML-RPC -> service runs for real in tests and in the demo.
 """
 
@@ -23,13 +24,18 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idlevm.host.fifo import HostSetupError, prepare_fifos, remove_fifos
+from idlevm.host.fifo import (
+    HostSetupError,
+    fifo_vm_id,
+    parse_vm_id,
+    prepare_fifos,
+    remove_fifos,
+)
 from idlevm.one.template import TemplateSyntaxError, parse_template
 from idlevm.onesim.cloud import Cloud
 
 PROBE_TIMEOUT = 30.0
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_FIFO = re.compile(r"one(0|[1-9][0-9]{0,8})\.out")
 
 
 @dataclass
@@ -58,7 +64,7 @@ class ProbeRunner:
     def run_once(self) -> ProbeRound:
         result = ProbeRound()
         # The hosts' directories go in here, as /tmp/vm_serial goes in /tmp.
-        self.fifo_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        self.fifo_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         placements = self.cloud.placements()
         for host_id, host_name in self.cloud.host_names().items():
             on_host = {vm for vm, hid in placements.items() if hid == host_id}
@@ -82,9 +88,9 @@ class ProbeRunner:
                 result.problems.append(f"VM {vm_id}: {exc}")
         if directory.is_dir():
             for path in directory.iterdir():
-                match = _FIFO.fullmatch(path.name)
-                if match and int(match.group(1)) not in on_host:
-                    remove_fifos(str(directory), int(match.group(1)))
+                stale = fifo_vm_id(path.name)
+                if stale is not None and stale not in on_host:
+                    remove_fifos(str(directory), stale)
 
     def _probe(self, directory: Path, fmt: str) -> str:
         command = [sys.executable, "-m", "idlevm.host.probe", "--dir", str(directory)]
@@ -105,7 +111,7 @@ class ProbeRunner:
         for name, value in entries:
             if name != "VM" or not isinstance(value, dict):
                 continue
-            vm_id = _vm_entry_id(value)
+            vm_id = _entry_vm_id(value)
             if vm_id is None or vm_id not in on_host:
                 result.problems.append(f"VM entry for a VM not on this host: {value.get('ID')!r}")
                 continue
@@ -116,10 +122,8 @@ class ProbeRunner:
                 result.problems.append(f"VM {vm_id}: bad MONITOR ({exc})")
                 continue
             seen[vm_id] = {k: v for k, v in attrs if isinstance(v, str)}
-        for vm_id in on_host:
-            # A VM without an entry this round has no idle data any more: like oned, whose
-            # monitoring message from the host replaces the previous one.
-            self.cloud.set_vm_monitoring(vm_id, seen.get(vm_id, {}), replace="IDLE_")
+        for vm_id, values in seen.items():
+            self.cloud.set_vm_monitoring(vm_id, values)
         return len(seen)
 
     def _merge_host(self, directory: Path, host_id: int, result: ProbeRound) -> None:
@@ -152,6 +156,8 @@ class ProbeRunner:
                 return
 
 
-def _vm_entry_id(entry: dict[str, str]) -> int | None:
-    raw = entry.get("ID", "")
-    return int(raw) if re.fullmatch(r"0|[1-9][0-9]{0,8}", raw) else None
+def _entry_vm_id(entry: dict[str, str]) -> int | None:
+    try:
+        return parse_vm_id(entry.get("ID", ""))
+    except ValueError:
+        return None

@@ -10,9 +10,11 @@ import pytest
 from idlevm.host.domain import (
     ADDED,
     ALREADY_PRESENT,
+    FOREIGN_PATH,
     PORT_TAKEN,
     DomainError,
     add_serial,
+    foreign_path,
     rewrite_domain_file,
     serial_element,
 )
@@ -68,7 +70,7 @@ def test_domain_with_its_own_serial_port_or_console_is_left_alone(name):
         "<serial type='pty'/>",  # no target: libvirt gives it port 0
         "<serial type='file'><source path='/var/log/x'/><target type='isa-serial' port='0'/>"
         "</serial>",
-        "<serial type='pipe'><source path='/tmp/vm_serial/one41'/><target port='0'/></serial>",
+        "<serial type='pipe'><source path='/srv/pipes/one42'/><target port='0'/></serial>",
         "<console type='pty'><target type='serial'/></console>",
         "<console type='pty'><target port='0'/></console>",
     ],
@@ -91,6 +93,144 @@ def test_other_devices_leave_serial_port_0_free(device):
     new, outcome = add_serial(xml, BASE)
     assert outcome == ADDED
     assert new == f"<domain type='kvm'><devices>{device}{OURS}</devices></domain>"
+
+
+@pytest.mark.parametrize(
+    ("device", "path"),
+    [
+        # another VM's FIFOs, on port 0 or another port, whole or .in/.out, any device kind
+        (
+            "<serial type='pipe'><source path='/tmp/vm_serial/one2'/><target port='0'/></serial>",
+            "/tmp/vm_serial/one2",
+        ),
+        (
+            "<serial type='pipe'><source path='/tmp/vm_serial/one2'/><target port='1'/></serial>",
+            "/tmp/vm_serial/one2",
+        ),
+        (
+            "<channel type='pipe'><source path='/tmp/vm_serial/one2'/>"
+            "<target type='virtio' name='x'/></channel>",
+            "/tmp/vm_serial/one2",
+        ),
+        (
+            "<console type='file'><source path='/tmp/vm_serial/one2.out'/>"
+            "<target type='virtio'/></console>",
+            "/tmp/vm_serial/one2.out",
+        ),
+        (
+            "<parallel type='file'><source path='/tmp/vm_serial/one2.out'/>"
+            "<target port='0'/></parallel>",
+            "/tmp/vm_serial/one2.out",
+        ),
+        (
+            "<serial type='pty'><log file='/tmp/vm_serial/one2.out'/><target port='1'/></serial>",
+            "/tmp/vm_serial/one2.out",
+        ),
+        (
+            "<disk type='file'><source file='/tmp/vm_serial/one2.in'/><target dev='vdb'/></disk>",
+            "/tmp/vm_serial/one2.in",
+        ),
+        # the same path written otherwise
+        (
+            "<serial type='pipe'><source path='/tmp//vm_serial/./x/../one2'/>"
+            "<target port='1'/></serial>",
+            "/tmp/vm_serial/one2",
+        ),
+        (
+            "<serial type='pipe'><source path='&#47;tmp&#x2F;vm_serial/one2'/>"
+            "<target port='1'/></serial>",
+            "/tmp/vm_serial/one2",
+        ),
+        # our own FIFOs, in a second device: two readers would garble the data
+        (
+            "<serial type='pipe'><source path='/tmp/vm_serial/one42'/><target port='1'/></serial>",
+            "/tmp/vm_serial/one42",
+        ),
+        # the directory itself, or a state file
+        (
+            "<filesystem><source dir='/tmp/vm_serial'/><target dir='x'/></filesystem>",
+            "/tmp/vm_serial",
+        ),
+        (
+            "<serial type='file'><source path='/tmp/vm_serial/.state/cache'/>"
+            "<target port='1'/></serial>",
+            "/tmp/vm_serial/.state/cache",
+        ),
+    ],
+)
+def test_a_path_in_the_fifo_directory_outside_our_device_leaves_the_domain_alone(device, path):
+    xml = f"<domain type='kvm'><devices>{device}</devices></domain>"
+    assert add_serial(xml, BASE) == (xml, FOREIGN_PATH)
+    assert foreign_path(xml, BASE) == path
+
+
+def test_a_path_in_a_qemu_argument_or_element_text_is_seen():
+    qemu = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+    argument = (
+        f"<domain type='kvm' {qemu}><devices/><qemu:commandline><qemu:arg value='-chardev'/>"
+        "<qemu:arg value='pipe,id=steal,path=/tmp/vm_serial/one2'/></qemu:commandline></domain>"
+    )
+    assert add_serial(argument, BASE) == (argument, FOREIGN_PATH)
+    assert foreign_path(argument, BASE) == "/tmp/vm_serial/one2"
+    kernel = (
+        "<domain type='kvm'><os><kernel>/tmp/vm_serial/one2.out</kernel></os><devices/></domain>"
+    )
+    assert add_serial(kernel, BASE) == (kernel, FOREIGN_PATH)
+
+
+def test_a_foreign_path_wins_over_our_own_device_being_there():
+    ours, _ = add_serial("<domain type='kvm'><devices/></domain>", BASE)
+    assert foreign_path(ours, BASE) is None  # our own device is not foreign
+    stolen = ours.replace(
+        "</devices>",
+        "<channel type='pipe'><source path='/tmp/vm_serial/one2'/></channel></devices>",
+    )
+    assert add_serial(stolen, BASE) == (stolen, FOREIGN_PATH)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        # free text libvirt never opens: a user's VM name or template may say anything
+        "<domain><title>/tmp/vm_serial/one2</title><description>/tmp/vm_serial/one2.out"
+        "</description><devices/><metadata><one:vm xmlns:one='urn:x'><one:name>"
+        "/tmp/vm_serial/one2</one:name><one:p path='/tmp/vm_serial/one2'/></one:vm>"
+        "</metadata></domain>",
+        # neighbours of the directory are not in it
+        "<domain><devices><serial type='file'><source path='/tmp/vm_serial2/one2'/>"
+        "<target port='1'/></serial><disk><source file='/tmp/vm_serial.img'/></disk>"
+        "</devices></domain>",
+        # relative paths are not absolute ones
+        "<domain><devices><disk><source file='tmp/vm_serial/one2'/></disk></devices></domain>",
+    ],
+)
+def test_free_text_and_other_paths_do_not_stop_the_serial_port(xml):
+    assert foreign_path(xml, BASE) is None
+    assert add_serial(xml, BASE)[1] == ADDED
+
+
+def test_fifo_directory_at_the_root_claims_only_its_entries():
+    # A FIFO directory / (a test setup, never a host's) does not make every path foreign.
+    xml = "<domain><devices><emulator>/usr/bin/kvm</emulator></devices></domain>"
+    assert add_serial(xml, "/one42")[1] == ADDED
+    xml = "<domain><devices><serial type='file'><source path='/one2.out'/></serial></devices>"
+    xml += "</domain>"
+    assert add_serial(xml, "/one42") == (xml, FOREIGN_PATH)
+
+
+def test_rewrite_reports_the_foreign_path_and_leaves_the_file_untouched(tmp_path):
+    path = tmp_path / "deployment.0"
+    original = fixture("one-6.x-deployment.0").replace(
+        "</devices>",
+        "<serial type='pipe'><source path='/tmp/vm_serial/one2'/><target port='1'/></serial>"
+        "</devices>",
+    )
+    path.write_text(original, encoding="utf-8")
+    before = os.stat(str(path))
+    assert rewrite_domain_file(str(path), BASE) == (FOREIGN_PATH, "/tmp/vm_serial/one2")
+    after = os.stat(str(path))
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert path.read_text(encoding="utf-8") == original
 
 
 def test_targets_outside_serial_devices_are_not_mistaken_for_ports():
@@ -196,7 +336,7 @@ def test_rewrite_replaces_the_file_keeping_mode_and_owner(tmp_path):
     path.chmod(0o640)
     before = os.stat(str(path))
 
-    assert rewrite_domain_file(str(path), BASE) == ADDED
+    assert rewrite_domain_file(str(path), BASE) == (ADDED, None)
     after = os.stat(str(path))
     assert after.st_ino != before.st_ino  # replaced by rename, never half-written in place
     assert stat.S_IMODE(after.st_mode) == 0o640
@@ -210,7 +350,7 @@ def test_rewrite_by_root_leaves_the_file_to_its_owner(tmp_path):
     path = tmp_path / "deployment.0"
     path.write_bytes((DATA / "one-3.x-deployment.0").read_bytes())
     os.chown(str(path), 65534, 65534)
-    assert rewrite_domain_file(str(path), BASE) == ADDED
+    assert rewrite_domain_file(str(path), BASE) == (ADDED, None)
     assert (os.stat(str(path)).st_uid, os.stat(str(path)).st_gid) == (65534, 65534)
 
 
@@ -219,7 +359,7 @@ def test_rewrite_leaves_an_unchanged_domain_untouched(tmp_path, name):
     path = tmp_path / "deployment.0"
     path.write_bytes((DATA / name).read_bytes())
     before = os.stat(str(path))
-    assert rewrite_domain_file(str(path), BASE) == PORT_TAKEN
+    assert rewrite_domain_file(str(path), BASE) == (PORT_TAKEN, None)
     after = os.stat(str(path))
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 

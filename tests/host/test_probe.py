@@ -230,3 +230,39 @@ def test_probe_waits_for_the_lock_then_publishes_the_cache(fifo_dir, writers, mo
         os.close(fd)
         os.close(holder)
     assert states[14].fields["seq"] == 1  # from the cache: the pipe (seq 2) was not read
+
+
+def test_vm_whose_qemu_exited_is_no_longer_published(fifo_dir, writers):
+    qemu = writers(make_fifo(fifo_dir, 15), line(seq=3))
+    assert host_records(fifo_dir)[0][15].seq == 3
+    qemu.kill()
+    qemu.wait()
+    # The FIFO is still there (cleanup did not run) but nobody holds it: the VM may run on
+    # another host now, and this host must not publish its old record over the new one.
+    assert host_records(fifo_dir)[0] == {}
+    assert vm_records(fifo_dir) == {}
+
+
+def test_vm_format_names_every_field_so_a_merge_cannot_keep_old_values(fifo_dir, writers):
+    fifo = make_fifo(fifo_dir, 16)
+    writers(fifo, line(seq=1, sess=3, gpu=90))
+    monitoring = {}  # oned merges each round's values into the VM's MONITORING
+    for _, vector in parse_template(run_probe(fifo_dir, "vm").stdout):
+        monitoring.update(parse_template(base64.b64decode(vector["MONITOR"]).decode()))
+    holder = os.open(fifo, os.O_RDWR)
+    os.write(holder, line(seq=2))
+    for _, vector in parse_template(run_probe(fifo_dir, "vm").stdout):
+        monitoring.update(parse_template(base64.b64decode(vector["MONITOR"]).decode()))
+    os.close(holder)
+    record, problems = parse_monitoring_idle(monitoring, 16)
+    assert problems == [] and record.seq == 2
+    assert (record.sessions, record.gpu, record.rejected) == (None, None, 0)
+
+
+def test_state_that_cannot_be_saved_still_publishes_what_was_read(fifo_dir, writers):
+    writers(make_fifo(fifo_dir, 17), line(seq=4))
+    (fifo_dir / ".state").mkdir(mode=0o700)
+    (fifo_dir / ".state" / "state.json.tmp").mkdir()  # stands in for a full disk
+    proc = run_probe(fifo_dir, "host")
+    assert "cannot save" in proc.stderr
+    assert parse_host_idle(parse_template(proc.stdout)[0][1])[0][17].seq == 4

@@ -209,7 +209,7 @@ def test_directory_writable_by_others_is_not_trusted(fifo_dir, mode):
     finally:
         os.close(fd)
     assert proc.stdout == 'IDLE="1"\n'
-    assert "writable by others" in proc.stderr
+    assert "writable by group or others" in proc.stderr
 
 
 def test_symlinked_directory_is_not_followed(fifo_dir, tmp_path):
@@ -292,3 +292,24 @@ def test_any_bytes_from_a_vm_publish_only_valid_records_of_that_vm(chunks):
     intact = [c for c in complete if drain.check(c) is not None]
     if intact:
         assert records[42].seq == protocol.decode(intact[-1])["seq"]
+
+
+def padded(length):
+    """A valid line of exactly `length` bytes before its newline (unknown keys pad it)."""
+    body = f"IDLEVM1 seq=1 ts={NOW} state=busy x="
+    body += "a" * (length - len(body) - len(" crc=00000000"))
+    line = signed(body)
+    assert len(line) == length + 1
+    return line
+
+
+@pytest.mark.parametrize("cut", [None, 100, 511])
+@pytest.mark.parametrize(("length", "accepted"), [(511, True), (512, False)])
+def test_line_length_limit_holds_however_the_line_arrives(length, accepted, cut):
+    line = padded(length)
+    chunks = [line] if cut is None else [line[:cut], line[cut:]]
+    state = VmState()
+    for chunk in chunks:
+        probe.update(state, chunk, NOW)
+    assert (state.record is not None) == accepted
+    assert state.rejected == (0 if accepted else 1)

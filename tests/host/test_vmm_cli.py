@@ -49,9 +49,9 @@ def test_prepare_creates_fifos_and_adds_the_serial_port(fifo_dir, deployment):
     assert is_fifo(fifo_dir + "/one42.in") and is_fifo(fifo_dir + "/one42.out")
     assert f"<source path='{fifo_dir}/one42'/>" in deployment.read_text()
     assert err.splitlines() == [
-        f"idlevm vmm: created directory {fifo_dir} (0750)",
-        f"idlevm vmm: created FIFO {fifo_dir}/one42.in (0660)",
-        f"idlevm vmm: created FIFO {fifo_dir}/one42.out (0660)",
+        f"idlevm vmm: created directory {fifo_dir} (0700)",
+        f"idlevm vmm: created FIFO {fifo_dir}/one42.in (0600)",
+        f"idlevm vmm: created FIFO {fifo_dir}/one42.out (0600)",
         f"idlevm vmm: {deployment}: added serial port 0 on {fifo_dir}/one42.in/.out",
     ]
 
@@ -94,6 +94,41 @@ def test_port_taken_leaves_the_domain_and_still_succeeds(tmp_path, fifo_dir, nam
 
 
 @pytest.mark.parametrize(
+    ("vm", "whose"),
+    [
+        ("one2", "which belongs to another VM's serial port (VM 2)"),
+        ("one2.out", "which belongs to another VM's serial port (VM 2)"),
+        ("one42", "in the serial FIFO directory, which only idlevm's serial port may use"),
+        ("notes", "in the serial FIFO directory, which only idlevm's serial port may use"),
+    ],
+)
+def test_a_device_on_another_vms_fifo_leaves_the_domain_and_still_succeeds(
+    tmp_path, fifo_dir, vm, whose
+):
+    # e.g. a template's RAW section giving the VM a pipe on VM 2's FIFOs: QEMU would write
+    # VM 2's .out (speaking for it) and read its .in. Reported; the deploy goes on.
+    other = f"{fifo_dir}/{vm}"
+    path = tmp_path / "deployment.0"
+    content = (
+        (DATA / "one-6.x-deployment.0")
+        .read_text()
+        .replace(
+            "</devices>",
+            f"<serial type='pipe'><source path='{other}'/><target port='1'/></serial></devices>",
+        )
+    )
+    path.write_text(content)
+    status, err = vmm("prepare", "--vm-id", "42", "--dir", fifo_dir, "--domain", str(path))
+
+    assert status == 0
+    assert path.read_text() == content
+    assert err.splitlines()[-1] == (
+        f"idlevm vmm: {path}: a device of this domain uses {other}, {whose}:"
+        " unchanged, VM 42 gets no idle serial port"
+    )
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"<domain type='kvm'><devices></domain>", "malformed XML: mismatched tag"),
@@ -113,7 +148,7 @@ def test_bad_domain_xml_fails_and_is_untouched(tmp_path, fifo_dir, content, mess
 
 
 def test_domain_is_untouched_when_the_fifos_cannot_be_made(fifo_dir, deployment):
-    os.mkdir(fifo_dir, 0o750)
+    os.mkdir(fifo_dir, 0o700)
     with open(fifo_dir + "/one42.in", "w") as planted:
         planted.write("x")
     before = deployment.read_bytes()
@@ -234,7 +269,7 @@ def test_cleanup_refuses_a_symlinked_state_dir_and_still_removes_the_fifos(fifo_
 
 
 def test_cleanup_refuses_a_regular_file_at_a_fifo_path(fifo_dir):
-    os.mkdir(fifo_dir, 0o750)
+    os.mkdir(fifo_dir, 0o700)
     with open(fifo_dir + "/one42.out", "w") as planted:
         planted.write("keep me")
     status, err = vmm("cleanup", "--vm-id", "42", "--dir", fifo_dir)
@@ -245,16 +280,10 @@ def test_cleanup_refuses_a_regular_file_at_a_fifo_path(fifo_dir):
     assert err == (f"idlevm vmm: {fifo_dir}/one42.out is a regular file, not a FIFO: not removed\n")
 
 
-def python36():
-    found = sorted(Path.home().glob(".pyenv/versions/3.6*/bin/python3.6"))
-    return str(found[0]) if found else None
-
-
-@pytest.mark.skipif(python36() is None, reason="no Python 3.6 installed (pyenv)")
-def test_prepare_and_cleanup_run_on_python_3_6(fifo_dir, deployment):
+def test_prepare_and_cleanup_run_on_python_3_6(fifo_dir, deployment, python36):
     # The hypervisors' python3 may be this old; vermin checks the source, this runs it.
     def run(*args):
-        command = [python36(), "-m", "idlevm.host.vmm", *args]
+        command = [python36, "-m", "idlevm.host.vmm", *args]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         return subprocess.run(command, cwd="/", env=env, capture_output=True, timeout=30)
 

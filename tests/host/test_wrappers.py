@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from idlevm.host.domain import ADDED, add_serial
+
 REPO = Path(__file__).resolve().parents[2]
 ACTIONS = ("deploy", "save", "restore", "cancel", "shutdown", "migrate")
 ARGS = {  # OpenNebula's arguments, each with "<vm_id> <host>" appended
@@ -239,11 +241,95 @@ def test_deploy_without_a_temporary_directory_still_deploys(host):
     assert b"no temporary directory" in proc.stderr
 
 
+def big_domain(ending):
+    """A domain of about 200 KB (the size of a full pipe buffer, many times over) that the
+    hook can edit, ending with `ending`."""
+    padding = "".join(f"\t\t<!-- padding line {i:06d} {'x' * 60} -->\n" for i in range(2500))
+    text = f"<domain type='kvm'>\n\t<name>one-42</name>\n\t<devices>\n{padding}\t</devices>\n"
+    return (text + "</domain>" + ending).encode()
+
+
+@pytest.fixture
+def small_tmpdir(tmp_path):
+    """Mounts a tmpfs of the size given (root only: skips otherwise); unmounted after."""
+    mounted = []
+
+    def mount(size):
+        where = tmp_path / f"tmpfs-{size}"
+        where.mkdir()
+        options = f"size={size},mode=1777"
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)]
+        try:
+            proc = subprocess.run(command, capture_output=True, timeout=30)
+        except OSError as error:
+            pytest.skip(f"cannot run mount: {error}")
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs (needs root): {proc.stderr.decode().strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", str(where)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n\n", ""])
+@pytest.mark.parametrize("shell", SHELLS)
+def test_deploy_with_a_full_tmpdir_feeds_the_domain_byte_for_byte(
+    host, small_tmpdir, shell, ending
+):
+    # Saving 200 KB in 64 KB fails after stdin was read: the original must still get it all.
+    tmpdir = small_tmpdir("64k")
+    domain = big_domain(ending)
+    proc = host.run(
+        "vmm/kvm/deploy",
+        full_args("deploy"),
+        stdin=domain,
+        shell=shell,
+        TMPDIR=str(tmpdir),
+        FAKE_STATUS="7",
+    )
+    assert proc.returncode == 7  # the original's, through the pipeline
+    assert host.recorded("deploy.stdin") == domain
+    assert proc.stdout == b"stdout of deploy\n"
+    assert f"could not save the domain in {tmpdir}".encode() in proc.stderr
+    assert b"serial port not added: VM 42 runs without idle data" in proc.stderr
+    assert os.listdir(str(tmpdir)) == []  # the partial copy (VNC passwords) is gone
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_deploy_feeds_the_domain_as_sent_when_the_hook_cannot_write(host, small_tmpdir, shell):
+    # Room for our copy, not for the hook's edited one beside it: the hook fails and changes
+    # nothing; the original gets the domain from memory.
+    tmpdir = small_tmpdir("320k")
+    domain = big_domain("\n")
+    proc = host.run(
+        "vmm/kvm/deploy", full_args("deploy"), stdin=domain, shell=shell, TMPDIR=str(tmpdir)
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert host.recorded("deploy.stdin") == domain
+    assert b"cannot rewrite" in proc.stderr
+    assert b"serial port not added: VM 42 runs without idle data" in proc.stderr
+    assert os.listdir(str(tmpdir)) == []
+
+
+@pytest.mark.parametrize("ending", ["\n\n", ""])
+@pytest.mark.parametrize("shell", SHELLS)
+def test_deploy_feeds_a_large_edited_domain_whole(host, shell, ending):
+    domain = big_domain(ending)
+    proc = host.run("vmm/kvm/deploy", full_args("deploy"), stdin=domain, shell=shell)
+    assert proc.returncode == 0, proc.stderr.decode()
+    expected, outcome = add_serial(domain.decode(), str(host.serial / "one42"))
+    assert outcome == ADDED
+    assert host.recorded("deploy.stdin") == expected.encode()
+    assert os.listdir(str(host.tmp)) == []
+
+
 def restricted_path(host):
     """A PATH with the tools the scripts use, but no python3."""
     tools = host.bin / "tools"
     tools.mkdir()
-    for tool in ("dirname", "timeout", "mktemp", "cat", "cp", "rm", "sed", "ls", "sh", "env"):
+    for tool in ("dirname", "timeout", "mktemp", "cat", "rm", "sed", "ls", "sh", "env"):
         found = shutil.which(tool)
         if found:
             os.symlink(found, str(tools / tool))
@@ -391,7 +477,7 @@ PROBES = ["im/kvm-probes.d/host/system/idle.sh", "im/kvm-probes.d/vm/monitor/idl
 
 
 def test_probes_print_the_idle_data(host):
-    host.serial.mkdir(mode=0o750)
+    host.serial.mkdir(mode=0o700)
     proc = host.run(PROBES[0], [])
     assert (proc.returncode, proc.stdout) == (0, b'IDLE="1"\n'), proc.stderr.decode()
     proc = host.run(PROBES[1], [])
@@ -444,17 +530,11 @@ def test_probe_exits_0_without_the_library(host):
 # ---------------------------------------------------------------- portability
 
 
-def python36():
-    found = sorted(Path.home().glob(".pyenv/versions/3.6*/bin/python3.6"))
-    return str(found[0]) if found else None
-
-
-@pytest.mark.skipif(python36() is None, reason="no Python 3.6 installed")
-def test_deploy_and_probe_with_python_3_6(host):
-    proc = host.run("vmm/kvm/deploy", full_args("deploy"), stdin=DOMAIN, IDLEVM_PYTHON=python36())
+def test_deploy_and_probe_with_python_3_6(host, python36):
+    proc = host.run("vmm/kvm/deploy", full_args("deploy"), stdin=DOMAIN, IDLEVM_PYTHON=python36)
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"<serial type='pipe'>" in host.recorded("deploy.stdin")
-    proc = host.run(PROBES[0], [], IDLEVM_PYTHON=python36())
+    proc = host.run(PROBES[0], [], IDLEVM_PYTHON=python36)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b'IDLE="1"\n', b"")
 
 

@@ -81,10 +81,20 @@ def test_monitoring_bad_value_rejects_whole_record(key: str, value: str) -> None
 
 
 @pytest.mark.parametrize("missing", ["IDLE_VERSION", "IDLE_SEQ", "IDLE_TIME", "IDLE_RECEIVED"])
-def test_monitoring_required(missing: str) -> None:
+@pytest.mark.parametrize("how", ["left out", "empty"])
+def test_monitoring_required(missing: str, how: str) -> None:
     attrs = {k: v for k, v in MON.items() if k != missing}
+    if how == "empty":
+        attrs[missing] = ""
     record, problems = parse_monitoring_idle(attrs, vm_id=5)
     assert record is None and "missing" in problems[0].reason
+
+
+def test_monitoring_empty_value_means_absent() -> None:
+    # The probe writes every name, empty when absent: oned merges MONITORING.
+    record, problems = parse_monitoring_idle({**MON, "IDLE_CPU": "", "IDLE_GPU": ""}, vm_id=5)
+    assert problems == [] and record is not None
+    assert (record.cpu, record.gpu) == (None, None)
 
 
 def test_bounds_inclusive() -> None:

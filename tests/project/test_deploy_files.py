@@ -4,22 +4,30 @@ says: one cycle every 5 minutes as user idlevm, with the production settings and
 The cron wrapper is run for real, against a fake install (a fake `venv/bin/python` that records
 how it was called, a fake `logger` that records what reached syslog). The unit files are
 checked by `systemd-analyze` when it is installed.
+
+deploy/host/idlevm-tmpfiles.conf (the hypervisors' FIFO directory) is applied by the real
+`systemd-tmpfiles --root` to a scratch tree whose /etc/passwd names us oneadmin.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from idlevm.host import fifo
 
 ROOT = Path(__file__).resolve().parents[2]
 CRON = ROOT / "deploy" / "cron" / "idlevm"
@@ -34,6 +42,8 @@ SERVICE = ["manage.py", "suspend_service", "--settings=suspend_service.settings"
 ENV_FILE = "/etc/idlevm/idlevm.env"
 SH = shutil.which("sh") or "/bin/sh"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+TMPFILES = ROOT / "deploy" / "host" / "idlevm-tmpfiles.conf"
+SYSTEMD_TMPFILES = shutil.which("systemd-tmpfiles")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
 )
@@ -404,3 +414,77 @@ def test_services_score_low_exposure_in_systemd_analyze_security(path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-600:] + result.stderr
+
+
+# --- the hosts' tmpfiles.d entry for the FIFO directory -------------------------------------
+
+
+def tmpfiles_lines() -> list[list[str]]:
+    """The tmpfiles.d lines: type, path, mode, user, group, age (argument: none here)."""
+    lines = []
+    for raw in TMPFILES.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            fields = line.split()
+            assert 2 <= len(fields) <= 6, f"not a tmpfiles.d line (or an argument?): {raw!r}"
+            lines.append(fields + ["-"] * (6 - len(fields)))  # "-": the default, as omitted
+    return lines
+
+
+def test_tmpfiles_makes_the_fifo_directory_oneadmins_and_keeps_it_from_aging():
+    mode = f"{fifo.DIR_MODE:04o}"
+    assert tmpfiles_lines() == [
+        ["d", fifo.DEFAULT_DIR, mode, "oneadmin", "oneadmin", "-"],  # made at boot, no aging
+        ["x", fifo.DEFAULT_DIR, "-", "-", "-", "-"],  # excluded from /tmp's cleanup, contents too
+    ]
+    text = TMPFILES.read_text()
+    assert "/etc/tmpfiles.d/idlevm.conf" in text  # where it goes, said in the file
+
+
+def fake_root(tmp_path: Path) -> Path:
+    """A --root for systemd-tmpfiles whose oneadmin is us: chown needs no privilege."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    uid, gid = os.getuid(), os.getgid()
+    (root / "etc" / "passwd").write_text(f"oneadmin:x:{uid}:{gid}::/var/lib/one:/bin/sh\n")
+    (root / "etc" / "group").write_text(f"oneadmin:x:{gid}:\n")
+    return root
+
+
+def tmpfiles(root: Path, *args: str, configs: list[Path]) -> None:
+    command = [SYSTEMD_TMPFILES, f"--root={root}", *args, *map(str, configs)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(SYSTEMD_TMPFILES is None, reason="systemd-tmpfiles is not installed")
+def test_systemd_tmpfiles_creates_a_directory_vmm_prepare_accepts(tmp_path):
+    root = fake_root(tmp_path)
+    tmpfiles(root, "--create", configs=[TMPFILES])
+    made = root / fifo.DEFAULT_DIR.lstrip("/")
+    info = made.lstat()
+    assert stat.S_ISDIR(info.st_mode)
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (
+        0o700, os.getuid(), os.getgid()
+    )  # fmt: skip
+    said: list[str] = []
+    fifo.prepare_fifos(str(made), 42, report=said.append)  # as is: no "created directory"
+    assert said == [f"created FIFO {made}/one42.{end} (0600)" for end in ("in", "out")]
+
+
+@pytest.mark.skipif(SYSTEMD_TMPFILES is None, reason="systemd-tmpfiles is not installed")
+def test_tmp_aging_spares_the_fifos_only_with_the_idlevm_conf(tmp_path):
+    # /tmp aged after 1 s, as Red Hat's `q /tmp 1777 root root 10d` after 10 days
+    aging = tmp_path / "tmp.conf"
+    aging.write_text("d /tmp 1777 root root 1s\n")
+    roots = {ours: fake_root(tmp_path / str(ours)) for ours in (True, False)}
+    for root in roots.values():
+        serial = root / "tmp" / "vm_serial"
+        serial.mkdir(parents=True, mode=0o700)
+        os.mkfifo(serial / "one42.out", 0o600)
+        (root / "tmp" / "stray").write_text("old\n")
+    time.sleep(2.2)  # ctime cannot be set back: wait
+    for ours, root in roots.items():
+        tmpfiles(root, "--clean", configs=[aging, TMPFILES] if ours else [aging])
+        assert not (root / "tmp" / "stray").exists()  # the aging did run
+        assert (root / "tmp" / "vm_serial" / "one42.out").exists() == ours

@@ -64,11 +64,16 @@ def signed(body: str) -> str:
         ("IDLEVM1 seq=1 ts=1764030000 state=idle since=1764030001", "later than ts"),
         ("IDLEVM1 seq=-1 ts=1764030000 state=idle", "seq"),
         ("IDLEVM1 seq=1 ts=1764030000 state=idle junk", "not key=value"),
+        ("IDLEVM1 seq=1 ts=1764030000 state=idle since=5", "since: out of range"),
     ],
 )  # fmt: skip
 def test_well_signed_but_invalid_records_are_refused(body, reason):
     with pytest.raises(protocol.ProtocolError, match=reason):
         protocol.decode(signed(body))
+
+
+def test_a_busy_line_may_carry_any_since():
+    assert protocol.decode(signed("IDLEVM1 seq=1 ts=1764030000 state=busy since=5"))["since"] == 5
 
 
 def test_unknown_fields_of_a_later_agent_are_ignored():
