@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/probe.py
+	$(BIN)/python bench/web.py
 
 # The agent as one file a VM image can carry: only idlevm/__init__.py, idlevm/protocol.py and
 # idlevm/agent/ go in (standard library only, Python 3.6+).

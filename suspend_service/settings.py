@@ -78,7 +78,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- OpenNebula ---------------------------------------------------------------------------
 ONE_XMLRPC = env_str("ONE_XMLRPC", "http://localhost:2633/RPC2")

@@ -37,6 +37,12 @@ def python36() -> str:
     return found[0]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Tests create users with passwords: the real hasher costs about a second each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def onesim() -> Iterator[Any]:
     """A simulator on a free port: 2 hosts, 30 VMs (every state kind, most running)."""

@@ -1,6 +1,14 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, IdleSample, VirtualMachine
+from idlevm.inventory.models import (
+    CollectionRun,
+    ErrorEvent,
+    ErrorMessage,
+    Host,
+    IdleSample,
+    VirtualMachine,
+)
 
 
 @admin.register(Host)
@@ -31,3 +39,23 @@ class CollectionRunAdmin(admin.ModelAdmin[CollectionRun]):
 class ErrorMessageAdmin(admin.ModelAdmin[ErrorMessage]):
     list_display = ["kind", "subject", "count", "first_seen", "modified", "cleared"]
     list_filter = ["kind", "cleared"]
+    # `modified` is when the service last saw the error; the recurrence check relies on it
+    # (conditions.record), so only the service writes it.
+    readonly_fields = ["first_seen", "modified", "count"]
+
+
+@admin.register(ErrorEvent)
+class ErrorEventAdmin(admin.ModelAdmin[ErrorEvent]):
+    """The errors' history is append-only: readable here, never edited."""
+
+    list_display = ["time", "error", "kind", "username"]
+    list_filter = ["kind"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 
 
@@ -156,7 +157,10 @@ class CollectionRun(models.Model):
 class ErrorMessage(models.Model):
     """An error condition, deduplicated by (kind, subject).
 
-    Seen again: `modified` moves and `count` grows; a cleared error seen again is open again.
+    Seen again: `modified` moves and `count` grows; a cleared error seen again is open again
+    (with an ErrorEvent saying so). `modified` is only ever moved by the service: an
+    operator's edit, clear or reopen leaves it, so it always tells when the error last
+    happened.
     """
 
     class Kind(models.TextChoices):
@@ -198,3 +202,40 @@ class ErrorMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} [{self.subject}]"
+
+
+class ErrorEvent(models.Model):
+    """What happened to an error after it was first seen: append-only history.
+
+    Written by the console (edited, cleared, reopened: with the operator) and by the service
+    (seen again after it was cleared). Texts are snapshots: `message_after`/`note_after` are
+    the error's text and note right after the event, `*_before` right before it (empty for
+    "seen again": the service overwrites the text in the same statement that finds it).
+    """
+
+    class Kind(models.TextChoices):
+        RECURRED = "recurred", "seen again after it was cleared"
+        CLEARED = "cleared", "cleared"
+        REOPENED = "reopened", "reopened"
+        EDITED = "edited", "edited"
+
+    error = models.ForeignKey(ErrorMessage, on_delete=models.CASCADE, related_name="events")
+    time = models.DateTimeField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # The user may be deleted later; the name stays. Both empty: the service did it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, blank=True)
+    message_before = models.TextField(blank=True)
+    message_after = models.TextField(blank=True)
+    note_before = models.TextField(blank=True)
+    note_after = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+        indexes = [models.Index(fields=["error", "time"])]
+
+    def __str__(self) -> str:
+        who = f" by {self.username}" if self.username else ""
+        return f"{self.get_kind_display()}{who} at {self.time:%Y-%m-%d %H:%M:%S}"

@@ -1,12 +1,15 @@
-"""Rules (what to do to which VMs, when) and ActionRecord (the history of what was done)."""
+"""Rules (what to do to which VMs, when), ActionRecord (the history of what was done) and
+RuleChange (the history of the rules themselves)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from idlevm.rules.actions import ACTIONS
 
@@ -115,3 +118,47 @@ class ActionRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise ValueError("action records are append-only")
+
+
+class RuleChange(models.Model):
+    """One change to a rule (created, changed, deleted): append-only, like ActionRecord.
+
+    Who and which rule are snapshots as well as foreign keys, so the history still reads
+    right after the user or the rule is deleted. `rule_pk` keeps the rule's id after its
+    deletion (the FK is then null): a deleted rule's history stays at its address.
+    `before`/`after` hold the editable fields (idlevm.rules.history.snapshot).
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        CHANGED = "changed"
+        DELETED = "deleted"
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    rule = models.ForeignKey(
+        Rule, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    rule_pk = models.BigIntegerField(db_index=True, help_text="the rule's id, kept after deletion")
+    rule_name = models.CharField(max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, blank=True)
+    via = models.CharField(max_length=16, help_text="console, admin or import")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.rule_name} {self.kind} by {self.username or '?'} via {self.via}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("rule changes are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ValueError("rule changes are append-only")

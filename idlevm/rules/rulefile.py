@@ -17,6 +17,7 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from idlevm.rules.history import record_change, snapshot
 from idlevm.rules.models import Rule
 
 MAX_FILE_BYTES = 1 << 20
@@ -206,6 +207,7 @@ def import_rules(text: str, replace: bool = False, check_only: bool = False) -> 
     entries = load(text)
     existing = {r.name: r for r in Rule.objects.all()}
     before = {name: rule_to_dict(r) for name, r in existing.items()}
+    stored = {name: snapshot(r) for name, r in existing.items()}  # for the history
     problems: list[str] = []
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -244,5 +246,8 @@ def import_rules(text: str, replace: bool = False, check_only: bool = False) -> 
         for rule in rules:
             if rule.name not in result.unchanged:
                 rule.save()
+                record_change(rule, stored.get(rule.name), snapshot(rule), None, via="import")
+        for name in result.deleted:
+            record_change(existing[name], stored[name], None, None, via="import")
         Rule.objects.filter(name__in=result.deleted).delete()
     return result
