@@ -128,20 +128,27 @@ def check(source: str) -> Checked:
 
 
 def _check_brackets(source: str) -> None:
-    """A closing bracket with none open: refused, as it would close check()'s own wrapper
-    (`idle) or (idle` is not an expression an operator meant)."""
-    depth = 0
+    """Brackets must pair up within the rule itself: a closing bracket with none open would
+    close check()'s own wrapper (`idle) or (idle` is not an expression an operator meant),
+    and an unclosed one would be reported at the wrapper's, not where the operator left it."""
+    opened: list[tokenize.TokenInfo] = []
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type == tokenize.OP and token.string in "([{":
-                depth += 1
+                opened.append(token)
             elif token.type == tokenize.OP and token.string in ")]}":
-                depth -= 1
-                if depth < 0:
+                if not opened:
                     line, column = token.start
                     raise RuleError(f"syntax error: unmatched {token.string!r}", line, column + 1)
-    except (tokenize.TokenError, SyntaxError):
-        return  # unclosed brackets, bad tokens: the parser says it better
+                opened.pop()
+    except tokenize.TokenError:
+        if opened:  # end of input inside brackets
+            line, column = opened[-1].start
+            raise RuleError(
+                f"syntax error: {opened[-1].string!r} was never closed", line, column + 1
+            ) from None
+    except SyntaxError:
+        return  # bad tokens: the parser says it better
 
 
 def _check_size(tree: ast.AST) -> None:
