@@ -39,9 +39,14 @@ class CollectionRunAdmin(admin.ModelAdmin[CollectionRun]):
 class ErrorMessageAdmin(admin.ModelAdmin[ErrorMessage]):
     list_display = ["kind", "subject", "count", "first_seen", "modified", "cleared"]
     list_filter = ["kind", "cleared"]
-    # `modified` is when the service last saw the error; the recurrence check relies on it
-    # (conditions.record), so only the service writes it.
-    readonly_fields = ["first_seen", "modified", "count"]
+    # `first_seen`, `modified` and `count` belong to the service. The text, the note and the
+    # cleared state are edited in the console, which records each change as an ErrorEvent;
+    # here they would change without history. Deleting would cascade to the history.
+    readonly_fields = ["first_seen", "modified", "count", "cleared", "cleared_at", "message",
+                       "note"]  # fmt: skip
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(ErrorEvent)

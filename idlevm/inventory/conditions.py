@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from idlevm.inventory.models import ErrorEvent, ErrorMessage
 from idlevm.inventory.upsert import upsert
@@ -28,8 +30,9 @@ def record(conditions: Iterable[Condition], now: datetime) -> int:
     """Store conditions: new ones inserted, known ones touched (a cleared one reopens, with
     a "seen again" ErrorEvent).
 
-    Three statements whatever the number of conditions. Within one call the same
-    (kind, subject) counts once: the last message wins.
+    Within one call the same (kind, subject) counts once: the last message wins. Statements:
+    one SELECT per KEYS_PER_QUERY conditions, the upsert, and when some were cleared one
+    INSERT of their events and one UPDATE reopening them (each a single `executemany`).
     """
     unique = {(c.kind, c.subject): c for c in conditions}
     rows = [
@@ -38,6 +41,7 @@ def record(conditions: Iterable[Condition], now: datetime) -> int:
     ]
     # Part of the caller's transaction when there is one (collect), else its own.
     with transaction.atomic(savepoint=False):
+        recurring = cleared_among(list(unique))
         sent = upsert(
             ErrorMessage,
             ["kind", "subject", "message", "note", "first_seen", "modified", "count", "cleared",
@@ -47,17 +51,49 @@ def record(conditions: Iterable[Condition], now: datetime) -> int:
             update=["message", "modified"],
             increment=["count"],
         )  # fmt: skip
-        if sent:
-            reopen_recurred(now)
+        if recurring:
+            reopen_recurred(recurring)
     return sent
 
 
-def reopen_recurred(now: datetime) -> None:
-    """Cleared errors seen by this call are open again, each with a "seen again" event.
+# Keys per SELECT when looking for cleared errors: a bounded statement however many.
+KEYS_PER_QUERY = 500
 
-    The upsert has just set `modified = now` on exactly the errors seen (only it writes
-    `modified`), so they are found by that instead of by sending their keys again: one
-    INSERT ... SELECT and one UPDATE, however many errors recur.
+
+def cleared_among(keys: list[tuple[str, str]]) -> list[tuple[int, datetime | None]]:
+    """(id, cleared_at) of the cleared errors among `keys`, locked until the transaction ends.
+
+    Found by key before the upsert, so exactly the errors this call sees are reopened (not
+    those that merely share its `now`); the lock keeps an operator's clear or reopen from
+    slipping in between this and the reopening.
+    """
+    found: list[tuple[int, datetime | None]] = []
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        by_kind: dict[str, list[str]] = {}
+        for kind, subject in keys[start : start + KEYS_PER_QUERY]:
+            by_kind.setdefault(kind, []).append(subject)
+        match = Q()
+        for kind, subjects in by_kind.items():
+            match |= Q(kind=kind, subject__in=subjects)
+        # Every seen row is locked (not only the cleared ones): one cleared meanwhile would
+        # otherwise stay cleared although this call saw it after the clear.
+        locked = (
+            ErrorMessage.objects.select_for_update()
+            .filter(match)
+            .order_by("id")
+            .values_list("id", "cleared", "cleared_at")
+        )
+        found += [(pk, cleared_at) for pk, cleared, cleared_at in locked if cleared]
+    return found
+
+
+def reopen_recurred(recurring: list[tuple[int, datetime | None]]) -> None:
+    """Reopen these cleared errors, each with a "seen again" event.
+
+    The event is stamped with the clock now, never before the error's `cleared_at`: the
+    cycle's `now` is taken before the fetch, and an operator may have cleared the error
+    since, so stamping with it would put "seen again" before "cleared" in the history.
+    One `executemany` each for the events and the reopening, however many errors recur.
     """
     q = connection.ops.quote_name
     event, error = column_names(ErrorEvent), column_names(ErrorMessage)
@@ -66,16 +102,25 @@ def reopen_recurred(now: datetime) -> None:
         for name in ("error", "time", "kind", "username", "message_before", "message_after",
                      "note_before", "note_after")
     )  # fmt: skip
-    sql = (
+    insert = (
         f"INSERT INTO {q(ErrorEvent._meta.db_table)} ({into}) "
         f"SELECT {error['id']}, %s, %s, '', '', {error['message']}, {error['note']}, "
-        f"{error['note']} FROM {q(ErrorMessage._meta.db_table)} "
-        f"WHERE {error['cleared']} = %s AND {error['modified']} = %s"
+        f"{error['note']} FROM {q(ErrorMessage._meta.db_table)} WHERE {error['id']} = %s"
     )
-    when = ErrorMessage._meta.get_field("modified").get_db_prep_value(now, connection)
+    reopen = (
+        f"UPDATE {q(ErrorMessage._meta.db_table)} SET {error['cleared']} = %s, "
+        f"{error['cleared_at']} = NULL WHERE {error['id']} = %s"
+    )
+    field = ErrorEvent._meta.get_field("time")
+    wall = timezone.now()
+    kind = ErrorEvent.Kind.RECURRED.value
+    events = [
+        (field.get_db_prep_value(max(wall, cleared_at or wall), connection), kind, pk)
+        for pk, cleared_at in recurring
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [when, ErrorEvent.Kind.RECURRED.value, True, when])
-    ErrorMessage.objects.filter(cleared=True, modified=now).update(cleared=False, cleared_at=None)
+        cursor.executemany(insert, events)
+        cursor.executemany(reopen, [(False, pk) for pk, _ in recurring])
 
 
 def column_names(model: type[models.Model]) -> dict[str, str]:

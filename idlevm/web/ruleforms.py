@@ -18,6 +18,8 @@ from idlevm.rules.checker import RuleError
 from idlevm.rules.compiler import compile_rule
 from idlevm.rules.models import Rule
 from idlevm.rules.rulefile import format_duration
+from idlevm.rules.validation import MAX_COOLDOWN
+from idlevm.web.params import parse_id
 
 _SEPARATORS = re.compile(r"[\s,]+")
 _UNIT_SECONDS = {
@@ -26,15 +28,15 @@ _UNIT_SECONDS = {
     "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
 }  # fmt: skip
-_PART = re.compile(r"(\d{1,9})\s*([a-z]+)")
+_PART = re.compile(r"([0-9]{1,9})\s*([a-z]+)")
 
 
-def parse_duration(text: str) -> timedelta:
-    """A duration written "2h", "30min", "1d 12h", "1h30m" or in seconds ("90"); else
-    ValueError."""
+def parse_seconds(text: str) -> int:
+    """A duration written "2h", "30min", "1d 12h", "1h30m" or in seconds ("90"), in seconds;
+    else ValueError. Not yet a timedelta: a huge one ("999999999w") overflows it."""
     value = text.strip().lower()
-    if value.isdigit() and len(value) <= 9:
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
     parts = _PART.findall(value)
     if not parts or _PART.sub("", value).strip(" ,") or len(parts) > 5:
         raise ValueError(f'"{text}" is not a duration: write e.g. 2h, 30min, 1d or seconds')
@@ -43,6 +45,15 @@ def parse_duration(text: str) -> timedelta:
         if unit not in _UNIT_SECONDS:
             raise ValueError(f'unknown unit "{unit}": use s, min, h, d or w')
         seconds += int(count) * _UNIT_SECONDS[unit]
+    return seconds
+
+
+def parse_duration(text: str, max_seconds: int = MAX_COOLDOWN) -> timedelta:
+    """A duration as parse_seconds reads it, up to `max_seconds` (the rules' cooldown
+    limit, in the words of its validation); else ValueError."""
+    seconds = parse_seconds(text)
+    if seconds > max_seconds:
+        raise ValueError(f"must be between 0 and {max_seconds // 86400} days")
     return timedelta(seconds=seconds)
 
 
@@ -81,10 +92,11 @@ class ListText(forms.Field):
         words = [w for w in _SEPARATORS.split(_text(value)) if w]
         if not self.ints:
             return list(dict.fromkeys(words))
-        bad = [w for w in words if not (w.isdigit() and len(w) <= 12)]
+        ids = [parse_id(w) for w in words]
+        bad = [w for w, vm_id in zip(words, ids, strict=True) if vm_id is None]
         if bad:
             raise ValidationError(f"VM ids are whole numbers: not {', '.join(bad[:5])}")
-        return list(dict.fromkeys(int(w) for w in words))
+        return list(dict.fromkeys(ids))
 
 
 @dataclass(frozen=True)

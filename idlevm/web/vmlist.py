@@ -39,6 +39,7 @@ from idlevm.inventory.models import VirtualMachine
 from idlevm.one.states import LCM_BY_NAME, LCM_STATES, VM_BY_NAME, VM_STATES
 from idlevm.rules.fields import EXEMPT_ATTRIBUTE, FIELDS, FUTURE_SKEW, Context
 from idlevm.rules.models import Rule
+from idlevm.web.params import parse_id
 
 PER_PAGE = (25, 50, 100, 200)
 DEFAULT_PER_PAGE = 50
@@ -68,7 +69,7 @@ class VmFilters(forms.Form):
     idle = forms.ChoiceField(required=False, choices=YES_NO)
     stale = forms.ChoiceField(required=False, choices=YES_NO)
     exempt = forms.ChoiceField(required=False, choices=YES_NO)
-    rule = forms.IntegerField(required=False, min_value=1)
+    rule = forms.IntegerField(required=False, min_value=1, max_value=10**18)
     show = forms.ChoiceField(required=False, choices=SHOW)
     sort = forms.ChoiceField(
         required=False, choices=[(f"{d}{k}", f"{d}{k}") for k in COLUMNS for d in ("", "-")]
@@ -97,9 +98,10 @@ class VmFilters(forms.Form):
             return None
         if value == "none":
             return "none"
-        if not value.isdigit():
+        host_id = parse_id(value)
+        if host_id is None:
             raise forms.ValidationError('a host id (a whole number), or "none"')
-        return int(value)
+        return host_id
 
 
 def options(choices: Iterable[tuple[str, str]], selected: object) -> SafeString:
@@ -238,9 +240,9 @@ def ordering(sort: str, ctx: Context) -> list[OrderBy]:
 def search_q(text: str) -> Q:
     """Name, owner or host containing the text; a number (or #number) is also a VM id."""
     found = Q(name__icontains=text) | Q(owner__icontains=text) | Q(host_name__icontains=text)
-    digits = text.removeprefix("#")
-    if digits.isdigit() and len(digits) < 10:
-        found |= Q(id=int(digits))
+    vm_id = parse_id(text.removeprefix("#"))
+    if vm_id is not None:
+        found |= Q(id=vm_id)
     return found
 
 

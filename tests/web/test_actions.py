@@ -215,3 +215,37 @@ def test_csv_refuses_invalid_filters_instead_of_exporting_everything(viewer_clie
     action()
     response = viewer_client.get("/actions.csv?vm=abc")
     assert response.status_code == 400 and b"vm" in response.content
+
+
+# --- hostile parameters ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["²", "٣", "99999999999999999999999"])
+def test_a_rule_that_is_no_id_is_looked_up_by_name_only(viewer_client, rule):
+    action(rule_name=rule)
+    action(vm_id=2)
+    assert vm_ids(viewer_client.get("/actions/", {"rule": rule})) == [1]
+    assert [r["vm_id"] for r in csv_rows(viewer_client.get("/actions.csv", {"rule": rule}))] == [
+        "1"
+    ]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Pacific/Kiritimati"])
+@pytest.mark.parametrize(
+    "query", ["until=9999-12-31", "since=0001-01-01", "since=0001-01-01&until=9999-12-31",
+              "vm=99999999999999999999999"],
+)  # fmt: skip
+def test_extreme_dates_and_ids_are_invalid_filters_not_a_500(viewer_client, settings, zone, query):
+    settings.TIME_ZONE = zone
+    action()
+    response = viewer_client.get(f"/actions/?{query}")
+    assert response.status_code == 200 and 'class="errorlist' in response.content.decode()
+    assert vm_ids(response) == [1]  # the invalid filter is left out
+    assert viewer_client.get(f"/actions.csv?{query}").status_code == 400
+
+
+def test_the_widest_valid_dates_still_filter(viewer_client, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    action()
+    assert vm_ids(viewer_client.get("/actions/?since=1970-01-01&until=9000-12-31")) == [1]
+    assert len(csv_rows(viewer_client.get("/actions.csv?since=1970-01-01&until=9000-12-31"))) == 1

@@ -170,6 +170,13 @@ def test_an_unknown_kind_is_reported_and_ignored(viewer_client):
     assert "Select a valid choice" in text(response)
 
 
+@pytest.mark.parametrize("q", ["vm:\u00b2", "vm:\u0663", "vm:\uff11", "vm:" + "9" * 19])
+def test_a_subject_with_non_ascii_or_too_many_digits_is_a_text_search(viewer_client, q):
+    make_errors(3)
+    response = viewer_client.get("/errors/", {"q": q})
+    assert response.status_code == 200 and response.context["rows"] == []
+
+
 def test_list_is_paginated_newest_first_with_filters_kept(viewer_client):
     make_errors(60)
     ErrorMessage.objects.filter(subject="vm:59").update(modified=timezone.now() + timedelta(1))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from idlevm.inventory.collect import collect_once
-from idlevm.inventory.models import ErrorMessage
+from idlevm.inventory.models import ErrorMessage, VirtualMachine
 from idlevm.web.views import hosts
 from tests.inventory.factories import StaticSource, host, idle_record, vm
 
@@ -149,3 +151,25 @@ def test_detail_lists_a_bounded_number_of_vms(viewer_client, monkeypatch):
     assert [r.vm.id for r in response.context["vms"]] == [0, 1, 2]
     assert "the first 3 of 5 by id" in response.content.decode()
     assert 'href="/vms/?host=0"' in response.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/hosts/", "/hosts/0/"])
+def test_read_only_pages_refuse_post(viewer_client, client, inventory, url):
+    assert viewer_client.post(url).status_code == 405
+    anonymous = client.post(url)
+    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+
+
+def test_data_from_a_host_clock_far_ahead_is_neither_fresh_nor_idle(viewer_client):
+    """As the VM list and the rules read it (the host's cards agree with its table)."""
+    now = int(time.time())
+    collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=idle_record(received=now))]))
+    VirtualMachine.objects.filter(id=1).update(idle_received=timezone.now() + timedelta(hours=2))
+    response = viewer_client.get("/hosts/0/")
+    (row,) = response.context["vms"]
+    assert not row.fresh and row.stale and row.idle_for is None
+    assert response.context["row"].vms["idle_vms"] == 0
+    assert response.context["row"].vms["unknown"] == 1
+    assert "stale data" in response.content.decode()
+    listed = viewer_client.get("/hosts/").context["rows"][0].vms
+    assert listed["idle_vms"] == 0 and listed["unknown"] == 1

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from idlevm.inventory.collect import collect_once
-from idlevm.inventory.models import CollectionRun
+from idlevm.inventory.models import CollectionRun, VirtualMachine
 from idlevm.rules.models import ActionRecord
 from tests.inventory.factories import StaticSource, host, idle_record, vm
 
@@ -47,6 +47,19 @@ def action(outcome: str, hours_ago: float = 1, dry_run: bool = False) -> ActionR
 def test_anonymous_users_are_sent_to_login(client):
     response = client.get("/")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_posting_is_refused(viewer_client, client):
+    assert viewer_client.post("/").status_code == 405
+    assert client.post("/").status_code == 302
+
+
+def test_idle_data_from_a_host_clock_far_ahead_is_unknown_not_idle(viewer_client):
+    now = int(time.time())
+    collect_once(StaticSource([host(0, vm_ids=(1,))], [vm(1, idle=idle_record(received=now))]))
+    VirtualMachine.objects.filter(id=1).update(idle_received=timezone.now() + timedelta(hours=2))
+    figures = viewer_client.get("/").context["vms"]
+    assert figures["idle_vms"] == 0 and figures["unknown"] == 1
 
 
 def test_overview_counts_only_fresh_idle_vms(admin_client):

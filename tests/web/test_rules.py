@@ -111,9 +111,16 @@ def test_list_query_count_does_not_grow_with_rules(operator_client, django_asser
         assert operator_client.get("/rules/").status_code == 200
 
 
+def version_of(client, rule) -> str:
+    """The version the edit form carries (a stale one is refused: a concurrent edit)."""
+    page = client.get(f"/rules/{rule.pk}/").content.decode()
+    return re.search(r'name="version" value="([^"]*)"', page).group(1)
+
+
 def test_hostile_names_are_escaped(operator_client):
     rule = make_rule("<script>x</script>", description="<b>d</b>", expression="name == '<i>'")
-    operator_client.post(f"/rules/{rule.pk}/", form_data(name="<script>y</script>"))
+    data = form_data(name="<script>y</script>", version=version_of(operator_client, rule))
+    assert operator_client.post(f"/rules/{rule.pk}/", data).status_code == 302
     for path in ("/rules/", f"/rules/{rule.pk}/", f"/rules/{rule.pk}/history/"):
         page = operator_client.get(path).content.decode()
         assert "<script>" not in page and "<b>d" not in page and "&lt;script&gt;" in page
@@ -160,6 +167,11 @@ def test_create_saves_the_rule_and_records_who_created_it(operator_client, opera
         ("cooldown", "soon", "is not a duration"),
         ("cooldown", "400d", "must be between 0 and 366 days"),
         ("vms", "12, x", "VM ids are whole numbers: not x"),
+        ("vms", "12, ², ٣", "VM ids are whole numbers: not ², ٣"),
+        ("vms", "1234567890123456789", "VM ids are whole numbers: not 1234567890123456789"),
+        ("cooldown", "999999999w", "must be between 0 and 366 days"),
+        ("cooldown", "999999999", "must be between 0 and 366 days"),
+        ("cooldown", "²h", "is not a duration"),
         ("action", "terminate", "terminate cannot be undone: set confirm_destructive"),
         ("all_vms", None, "the rule applies to no VM"),
         ("expression", "", "This field is required"),
@@ -194,6 +206,7 @@ def test_edit_records_before_and_after(operator_client, operator):
     page = operator_client.get(f"/rules/{rule.pk}/").content.decode()
     assert "idle</textarea>" in page and 'value="1h"' in page
     data = form_data(name="r1", expression="idle and idle_for > hours(2)", dry_run=None)
+    data["version"] = version_of(operator_client, rule)
     assert operator_client.post(f"/rules/{rule.pk}/", data).status_code == 302
     rule.refresh_from_db()
     assert rule.expression == "idle and idle_for > hours(2)" and not rule.dry_run
@@ -208,7 +221,8 @@ def test_edit_records_before_and_after(operator_client, operator):
 
 def test_saving_without_change_records_nothing(operator_client):
     rule = make_rule("r1", expression="idle", cooldown=timedelta(hours=1))
-    operator_client.post(f"/rules/{rule.pk}/", form_data(name="r1", expression="idle"))
+    data = form_data(name="r1", expression="idle", version=version_of(operator_client, rule))
+    assert operator_client.post(f"/rules/{rule.pk}/", data).status_code == 302
     assert not RuleChange.objects.exists()
 
 
@@ -298,3 +312,17 @@ def test_reference_renders_the_generated_tables(viewer_client):
 def test_new_rule_form_starts_with_the_models_cooldown(operator_client):
     page = operator_client.get("/rules/new/").content.decode()
     assert 'name="cooldown" value="1h"' in page
+
+
+@pytest.mark.parametrize(("field", "value"), [("vms", "²"), ("cooldown", "999999999w")])
+def test_preview_of_an_invalid_form_shows_the_error(operator_client, field, value):
+    response = operator_client.post("/rules/new/", form_data(preview="1", **{field: value}))
+    assert response.status_code == 200 and 'class="errorlist' in response.content.decode()
+    assert not Rule.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/rules/", "/rules/reference/", "/rules/{id}/history/"])
+def test_read_only_pages_refuse_post(viewer_client, operator_client, path):
+    url = path.format(id=make_rule().pk)
+    assert viewer_client.post(url).status_code == 405
+    assert operator_client.post(url).status_code == 405

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_safe
 
 from idlevm.rules.actions import ACTIONS
 from idlevm.rules.models import ActionRecord, Rule
+from idlevm.web.params import DATE_VALIDATORS, parse_id
 
 PER_PAGE = 50
 CSV_BATCH = 1000  # rows per chunk sent: one write per row would be slow, all rows big
@@ -36,8 +37,9 @@ class ActionFilter(forms.Form):
         widget=forms.TextInput(attrs={"list": "rule-names", "placeholder": "id or name"}),
     )  # fmt: skip
     vm = forms.IntegerField(
-        label="VM id", required=False, min_value=0, widget=forms.NumberInput(attrs={"size": 6})
-    )
+        label="VM id", required=False, min_value=0, max_value=10**18,
+        widget=forms.NumberInput(attrs={"size": 6}),
+    )  # fmt: skip
     owner = forms.CharField(required=False, max_length=255)
     action = forms.ChoiceField(choices=[("", "any"), *((a, a) for a in ACTIONS)], required=False)
     outcome = forms.ChoiceField(
@@ -45,11 +47,13 @@ class ActionFilter(forms.Form):
     )
     dry_run = forms.ChoiceField(label="dry run", choices=YES_NO, required=False)
     since = forms.DateField(
-        label="from", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+        label="from", required=False, validators=DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )  # fmt: skip
     until = forms.DateField(
-        label="to", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+        label="to", required=False, validators=DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -68,7 +72,8 @@ def rule_q(value: str) -> Q:
     """A rule by id (records keep it while the rule exists) or by its name at the time."""
     value = value.strip()
     by_name = Q(rule_name=value)
-    return by_name | Q(rule_id=int(value)) if value.isdigit() else by_name
+    rule_id = parse_id(value)
+    return by_name if rule_id is None else by_name | Q(rule_id=rule_id)
 
 
 def filtered(data: dict[str, Any]) -> QuerySet[ActionRecord]:

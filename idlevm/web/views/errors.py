@@ -7,7 +7,9 @@ recurs (idlevm/inventory/conditions.py). State changes are POST only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from django import forms
 from django.contrib import messages
@@ -31,6 +33,9 @@ PER_PAGE = 50
 MAX_NOTE = 4000
 # Subject prefix -> the page of what the error is about.
 SUBJECT_PAGES = {"vm": "web:vm", "host": "web:host", "rule": "web:rule"}
+# An object id in a subject: ASCII digits only (str.isdigit accepts "²", which int() refuses),
+# and few enough to fit the database's bigint.
+SUBJECT_ID = re.compile(r"[0-9]{1,18}")
 STATUSES = {"open": Q(cleared=False), "cleared": Q(cleared=True), "all": Q()}
 
 
@@ -71,7 +76,7 @@ def subject_url(subject: str) -> str | None:
     """The console page of an error's subject ("vm:42" -> /vms/42/), None for "one" etc."""
     prefix, _, ident = subject.partition(":")
     name = SUBJECT_PAGES.get(prefix)
-    if name is None or not ident.isdigit():
+    if name is None or not SUBJECT_ID.fullmatch(ident):
         return None
     try:
         return reverse(name, args=[int(ident)])
@@ -168,10 +173,11 @@ def add_event(
     request: HttpRequest,
     message: str | None = None,
     note: str | None = None,
+    time: datetime | None = None,
 ) -> None:
     user = request.user if request.user.is_authenticated else None
     ErrorEvent.objects.create(
-        error=error, time=timezone.now(), kind=kind, user=user,
+        error=error, time=time or timezone.now(), kind=kind, user=user,
         username=user.get_username() if user else "",
         message_before=error.message, message_after=error.message if message is None else message,
         note_before=error.note, note_after=error.note if note is None else note,
@@ -199,15 +205,17 @@ def error_reopen(request: HttpRequest, error_id: int) -> HttpResponse:
 def set_cleared(request: HttpRequest, error_id: int, cleared: bool) -> bool:
     """Clear or reopen, with its event; False when it already was (a double submit, or the
     service reopened it meanwhile): nothing is written then."""
-    error = get_object_or_404(ErrorMessage, pk=error_id)
     with transaction.atomic():
+        # Locked: the event's snapshot is the text as it is when the state changes.
+        error = get_object_or_404(ErrorMessage.objects.select_for_update(), pk=error_id)
+        now = timezone.now()  # the event's time is cleared_at: "seen again" is never before it
         # Conditional on the current state, so a concurrent change is never overwritten.
         changed = ErrorMessage.objects.filter(pk=error_id, cleared=not cleared).update(
-            cleared=cleared, cleared_at=timezone.now() if cleared else None
+            cleared=cleared, cleared_at=now if cleared else None
         )
         if changed:
             kind = ErrorEvent.Kind.CLEARED if cleared else ErrorEvent.Kind.REOPENED
-            add_event(error, kind, request)
+            add_event(error, kind, request, time=now)
     return bool(changed)
 
 

@@ -8,18 +8,18 @@ rows in Python: two queries for the list however many hosts there are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from idlevm.inventory.models import ErrorMessage, Host, VirtualMachine
+from idlevm.rules import cycle
+from idlevm.rules.fields import Context
 from idlevm.web.views.overview import BAD_HOST_STATES, gib, idle_now_q, running_q, unknown_q
 
 # VM states that keep a VM on its host (OpenNebula keeps their resources allocated there);
@@ -89,10 +89,10 @@ def memory_usage(host: Host) -> Usage:
     return Usage(used, cap, f"{gib(used)} / {gib(cap)}")
 
 
-def vm_figures(vms: QuerySet[VirtualMachine], now: datetime) -> QuerySet[Any]:
+def vm_figures(vms: QuerySet[VirtualMachine], ctx: Context) -> QuerySet[Any]:
     """Per host: VMs on it, running, idle now (and what they hold), running without fresh
     data, and the newest idle record of its VMs."""
-    idle = idle_now_q(now)
+    idle = idle_now_q(ctx)
     return (
         vms.filter(gone_at__isnull=True, state_name__in=ON_HOST_STATES)
         .values("host_id")
@@ -102,7 +102,7 @@ def vm_figures(vms: QuerySet[VirtualMachine], now: datetime) -> QuerySet[Any]:
             idle_vms=Count("id", filter=idle),
             idle_vcpu=Sum("vcpu", filter=idle),
             idle_memory=Sum("memory", filter=idle),
-            unknown=Count("id", filter=unknown_q(now)),
+            unknown=Count("id", filter=unknown_q(ctx)),
             newest=Max("idle_received"),
         )
         .order_by()
@@ -121,44 +121,46 @@ def host_row(host: Host, figures: dict[str, Any] | None) -> HostRow:
     return HostRow(host, url, bad, cpu_usage(host), memory_usage(host), vms)
 
 
-def freshness_context(now: datetime) -> dict[str, Any]:
-    stale = timedelta(seconds=settings.IDLE_STALE_SECONDS)
-    return {"stale_before": now - stale, "stale_seconds": settings.IDLE_STALE_SECONDS}
+def freshness_context(ctx: Context) -> dict[str, Any]:
+    return {"stale_before": ctx.now - ctx.stale_after,
+            "stale_seconds": ctx.stale_after.total_seconds()}  # fmt: skip
 
 
 @login_required
+@require_safe
 def host_list(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
+    ctx = cycle.context()
     hosts = list(Host.objects.filter(gone_at__isnull=True).order_by("name", "id"))
-    figures = {f["host_id"]: f for f in vm_figures(VirtualMachine.objects.all(), now)}
+    figures = {f["host_id"]: f for f in vm_figures(VirtualMachine.objects.all(), ctx)}
     rows = [host_row(h, figures.get(h.id)) for h in hosts]
     context = {
         "section": "hosts",
         "rows": rows,
         "vms_url": reverse("web:vms"),
-        **freshness_context(now),
+        **freshness_context(ctx),
     }
     return render(request, "web/hosts/list.html", context)
 
 
-def vm_row(vm: VirtualMachine, now: datetime) -> VmRow:
+def vm_row(vm: VirtualMachine, ctx: Context) -> VmRow:
+    """Freshness as the rules and the VM list define it: data from a host clock too far
+    ahead is not fresh (shown as stale), not idle."""
     running = vm.state_name == "ACTIVE" and vm.lcm_state_name == "RUNNING"
-    received = vm.idle_received
-    stale_after = timedelta(seconds=settings.IDLE_STALE_SECONDS)
-    fresh = received is not None and now - received <= stale_after
+    fresh = ctx.fresh(vm)
     idle_for = None
     if fresh and vm.idle and vm.idle_since is not None:
-        idle_for = max(0.0, (now - vm.idle_since).total_seconds())
+        idle_for = max(0.0, (ctx.now - vm.idle_since).total_seconds())
     url = reverse("web:vm", args=[vm.id])
-    return VmRow(vm, url, running, fresh, idle_for, received is not None and not fresh)
+    return VmRow(vm, url, running, fresh, idle_for, vm.idle_received is not None and not fresh)
 
 
 @login_required
+@require_safe
 def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
-    now = timezone.now()
+    ctx = cycle.context()
     host = get_object_or_404(Host, pk=host_id)
     on_host = VirtualMachine.objects.filter(host_id=host.id)
-    figures = next(iter(vm_figures(on_host, now)), None)
+    figures = next(iter(vm_figures(on_host, ctx)), None)
     vms = list(
         on_host.filter(gone_at__isnull=True, state_name__in=ON_HOST_STATES)
         .only(*VM_ROW_COLUMNS)
@@ -170,8 +172,8 @@ def host_detail(request: HttpRequest, host_id: int) -> HttpResponse:
         "row": host_row(host, figures),
         "host": host,
         "template": sorted(host.template.items()) if isinstance(host.template, dict) else [],
-        "vms": [vm_row(vm, now) for vm in vms],
+        "vms": [vm_row(vm, ctx) for vm in vms],
         "errors": list(errors),
-        **freshness_context(now),
+        **freshness_context(ctx),
     }
     return render(request, "web/hosts/detail.html", context)

@@ -18,10 +18,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
-from idlevm.inventory.collect import FUTURE_SKEW_SECONDS
 from idlevm.inventory.models import CollectionRun, ErrorMessage, Host, VirtualMachine
+from idlevm.rules import cycle
+from idlevm.rules.fields import Context
 from idlevm.rules.models import ActionRecord
+from idlevm.web.vmlist import fresh_q
 
 # Without a cycle for this many intervals, the service is reported as not running: one
 # missed cycle is normal jitter (cron, a slow OpenNebula), three are not.
@@ -31,8 +34,9 @@ LATEST_RUNS = 10
 BAD_HOST_STATES = ("ERROR", "OFFLINE")
 
 Outcome = ActionRecord.Outcome
-# Display order of the action outcomes; dry run ("would") is shown apart from real actions.
-REAL_OUTCOMES = (Outcome.DONE, Outcome.FAILED, Outcome.SKIPPED, Outcome.PENDING,
+# The outcome cards, in display order; dry run ("would") is shown apart. Not the engine's
+# REAL_OUTCOMES (those that start a cooldown): a skipped action is shown here too.
+SHOWN_OUTCOMES = (Outcome.DONE, Outcome.FAILED, Outcome.SKIPPED, Outcome.PENDING,
                  Outcome.INTERRUPTED)  # fmt: skip
 OUTCOME_CLASS = {
     Outcome.DONE: "ok", Outcome.FAILED: "bad", Outcome.INTERRUPTED: "bad",
@@ -45,22 +49,14 @@ def running_q() -> Q:
     return Q(state_name="ACTIVE", lcm_state_name="RUNNING")
 
 
-def fresh_q(now: datetime) -> Q:
-    """Idle data received within the stale period (a host clock a little ahead still counts
-    as fresh, as in the rules): stale data is missing data, never idleness."""
-    return Q(
-        idle_received__gte=now - timedelta(seconds=settings.IDLE_STALE_SECONDS),
-        idle_received__lte=now + timedelta(seconds=FUTURE_SKEW_SECONDS),
-    )
+def idle_now_q(ctx: Context) -> Q:
+    """Running with fresh data saying idle (the VM list's and the rules' definition)."""
+    return running_q() & fresh_q(ctx) & Q(idle=True)
 
 
-def idle_now_q(now: datetime) -> Q:
-    return running_q() & fresh_q(now) & Q(idle=True)
-
-
-def unknown_q(now: datetime) -> Q:
+def unknown_q(ctx: Context) -> Q:
     """Running without fresh idle data: neither idle nor busy."""
-    return running_q() & ~(fresh_q(now) & Q(idle__isnull=False))
+    return running_q() & ~(fresh_q(ctx) & Q(idle__isnull=False))
 
 
 def gib(mib: float | None) -> str:
@@ -102,13 +98,13 @@ def host_states() -> list[StateCount]:
     return [StateCount(r["state_name"], r["n"], r["state_name"] in BAD_HOST_STATES) for r in rows]
 
 
-def vm_summary(now: datetime) -> tuple[list[StateCount], dict[str, Any]]:
+def vm_summary(ctx: Context) -> tuple[list[StateCount], dict[str, Any]]:
     """VMs by state; running VMs, those idle now and what they hold (what could be
     reclaimed), and those without fresh data (unknown: neither idle nor busy).
 
     One scan of the VM table for both (a wide table: on SQLite each scan costs).
     """
-    idle = idle_now_q(now)
+    idle = idle_now_q(ctx)
     rows = list(
         VirtualMachine.objects.filter(gone_at__isnull=True)
         .values("state_name", "lcm_state_name")
@@ -118,7 +114,7 @@ def vm_summary(now: datetime) -> tuple[list[StateCount], dict[str, Any]]:
             idle_vcpu=Sum("vcpu", filter=idle),
             idle_cpu=Sum("cpu", filter=idle),
             idle_memory=Sum("memory", filter=idle),
-            unknown=Count("id", filter=unknown_q(now)),
+            unknown=Count("id", filter=unknown_q(ctx)),
         )
         .order_by("-n", "state_name", "lcm_state_name")
     )
@@ -162,7 +158,7 @@ def actions_last_day(now: datetime) -> tuple[list[OutcomeCount], OutcomeCount]:
         return OutcomeCount(outcome.value, str(outcome.label).lower(), counts.get(outcome.value, 0),
                             OUTCOME_CLASS[outcome], actions_url(outcome.value, since))  # fmt: skip
 
-    return [count(o) for o in REAL_OUTCOMES], count(Outcome.WOULD)
+    return [count(o) for o in SHOWN_OUTCOMES], count(Outcome.WOULD)
 
 
 def run_seconds(run: CollectionRun) -> float | None:
@@ -195,12 +191,14 @@ def service_health(runs: list[CollectionRun], now: datetime) -> dict[str, Any]:
 
 
 @login_required
+@require_safe
 def overview(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
+    ctx = cycle.context()
+    now = ctx.now
     runs = list(CollectionRun.objects.all()[:LATEST_RUNS])
     open_errors = ErrorMessage.objects.filter(cleared=False)
     hosts = host_states()
-    vms, figures = vm_summary(now)
+    vms, figures = vm_summary(ctx)
     actions, would = actions_last_day(now)
     context = {
         "section": "overview",

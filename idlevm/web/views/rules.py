@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from idlevm.inventory.models import CollectionRun
 from idlevm.rules.history import changed_fields, record_change, snapshot
@@ -42,6 +42,7 @@ EXCLUDED = [("wrong_state", "wrong state"), ("exempt", "exempt"), ("cooling", "c
 
 
 @login_required
+@require_safe
 def rule_list(request: HttpRequest) -> HttpResponse:
     rows = [
         {"rule": r, "scope": scope_text(r), "last": last_cycle(r.last_cycle)}
@@ -87,7 +88,6 @@ def last_cycle(summary: dict[str, Any]) -> dict[str, Any] | None:
 # --- create, edit, delete -----------------------------------------------------------------
 
 
-@login_required
 @operator_required("rules.add_rule")
 @require_http_methods(["GET", "HEAD", "POST"])
 def rule_create(request: HttpRequest) -> HttpResponse:
@@ -124,11 +124,29 @@ def submit(request: HttpRequest, form: RuleForm, before: dict[str, Any] | None) 
     if not form.is_valid():
         return show_form(request, form, stored)
     with transaction.atomic():
-        rule = form.save()
+        if stored is not None and edited_since(stored, request.POST.get("version", "")):
+            form.add_error(None, "Someone changed this rule since you opened it: reload it.")
+            return show_form(request, form, stored)
+        rule = form.save(commit=False)
+        if stored is None:
+            rule.save()
+        else:  # only what the form edits: the service may be writing last_cycle right now
+            rule.save(update_fields=[*RuleForm.Meta.fields, "modified"])
         change = record_change(rule, before, snapshot(rule), request.user, via="console")
     verb = "created" if before is None else "saved" if change else "unchanged"
     messages.success(request, f"Rule {rule.name} {verb}.")
     return redirect("web:rule", rule_id=rule.pk)
+
+
+def version(rule: Rule) -> str:
+    """What the edit form carries to notice a concurrent edit (two operators, one rule)."""
+    return rule.modified.isoformat() if rule.modified else ""
+
+
+def edited_since(rule: Rule, seen: str) -> bool:
+    """True when the stored rule changed after the form was opened (row locked meanwhile)."""
+    current = Rule.objects.select_for_update().only("modified").get(pk=rule.pk)
+    return version(current) != seen
 
 
 def show_form(
@@ -150,11 +168,14 @@ def show_form(
         "preview_seconds": seconds,
         "previewed": previewed,
         "problems": problems,
+        # The version the operator started from, kept across re-renders of a POST.
+        "version": request.POST.get("version", "")
+        if request.method == "POST"
+        else (version(rule) if rule else ""),
     }
     return render(request, "web/rules/form.html", context)
 
 
-@login_required
 @operator_required("rules.delete_rule")
 @require_http_methods(["GET", "HEAD", "POST"])
 def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
@@ -175,6 +196,7 @@ def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     """A rule's changes, newest first; a deleted rule's history stays (by rule_pk)."""
     rule = Rule.objects.filter(pk=rule_id).first()
@@ -212,6 +234,7 @@ def show(name: str, value: Any) -> str:
 
 
 @login_required
+@require_safe
 def reference(request: HttpRequest) -> HttpResponse:
     context = {"section": "rules", "reference": markdown_html(reference_markdown())}
     return render(request, "web/rules/reference.html", context)

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from idlevm.inventory.models import ErrorMessage, Host, IdleSample, VirtualMachine
 from idlevm.rules.cycle import context
@@ -27,6 +28,7 @@ ACTIONS_SHOWN = 20
 
 
 @login_required
+@require_safe
 def vm_list(request: HttpRequest) -> HttpResponse:
     ctx = context()
     form = vmlist.VmFilters(request.GET)
@@ -75,6 +77,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def vm_detail(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = get_object_or_404(VirtualMachine, pk=vm_id)
     ctx = context()
@@ -102,6 +105,7 @@ SAMPLE_COLUMNS = ("received", "idle", "cpu_pct", "load", "disk_bps", "net_rx_bps
 
 
 @login_required
+@require_safe
 def vm_chart(request: HttpRequest, vm_id: int) -> HttpResponse:
     vm = get_object_or_404(VirtualMachine.objects.only("id", "name"), pk=vm_id)
     name = request.GET.get("range", "24h")
