@@ -1,4 +1,7 @@
+from typing import TypeVar
+
 from django.contrib import admin
+from django.db.models import Model
 from django.http import HttpRequest
 
 from idlevm.inventory.models import (
@@ -9,6 +12,8 @@ from idlevm.inventory.models import (
     IdleSample,
     VirtualMachine,
 )
+
+_M = TypeVar("_M", bound=Model)
 
 
 @admin.register(Host)
@@ -49,12 +54,8 @@ class ErrorMessageAdmin(admin.ModelAdmin[ErrorMessage]):
         return False
 
 
-@admin.register(ErrorEvent)
-class ErrorEventAdmin(admin.ModelAdmin[ErrorEvent]):
-    """The errors' history is append-only: readable here, never edited."""
-
-    list_display = ["time", "error", "kind", "username"]
-    list_filter = ["kind"]
+class ReadOnlyAdmin(admin.ModelAdmin[_M]):
+    """For append-only histories: readable in the admin, never added, edited or deleted."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -64,3 +65,11 @@ class ErrorEventAdmin(admin.ModelAdmin[ErrorEvent]):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(ErrorEvent)
+class ErrorEventAdmin(ReadOnlyAdmin[ErrorEvent]):
+    """The errors' history is append-only: readable here, never edited."""
+
+    list_display = ["time", "error", "kind", "username"]
+    list_filter = ["kind"]

@@ -1,11 +1,10 @@
-from typing import Any
-
 from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from idlevm.inventory.admin import ReadOnlyAdmin
 from idlevm.rules.history import record_change, snapshot
 from idlevm.rules.models import ActionRecord, Rule, RuleChange
 
@@ -39,36 +38,18 @@ class RuleAdmin(admin.ModelAdmin[Rule]):
 
 
 @admin.register(ActionRecord)
-class ActionRecordAdmin(admin.ModelAdmin[ActionRecord]):
+class ActionRecordAdmin(ReadOnlyAdmin[ActionRecord]):
     """The history is append-only: readable here, never edited or deleted."""
 
     list_display = ["time", "rule_name", "action", "vm_id", "vm_name", "outcome", "dry_run"]
     list_filter = ["outcome", "action", "dry_run"]
     search_fields = ["rule_name", "vm_name", "vm_owner"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(RuleChange)
-class RuleChangeAdmin(admin.ModelAdmin[RuleChange]):
+class RuleChangeAdmin(ReadOnlyAdmin[RuleChange]):
     """The rules' history (written by the console, the admin and `rules import`): read-only."""
 
     list_display = ["time", "rule_name", "kind", "username", "via"]
     list_filter = ["kind", "via"]
     search_fields = ["rule_name", "username"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -44,15 +44,17 @@ def operator_required(perm: str) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-def operators_group() -> Any:
-    """The operators group with its permissions, made if missing (migration 0001 makes it;
-    tests that flush the database need it again)."""
+def operators_group(group_model: Any = None, permission_model: Any = None) -> Any:
+    """The operators group with its permissions, made if missing. Migration 0001 calls it
+    with its historical models; tests that flush the database call it again."""
     from django.contrib.auth.models import Group, Permission
 
-    group, _ = Group.objects.get_or_create(name=OPERATORS)
+    group_model = group_model or Group
+    permission_model = permission_model or Permission
+    group, _ = group_model.objects.get_or_create(name=OPERATORS)
     for name in OPERATOR_PERMISSIONS:
         app_label, codename = name.split(".")
         group.permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            permission_model.objects.get(content_type__app_label=app_label, codename=codename)
         )
     return group

@@ -8,21 +8,14 @@ from django.db import migrations
 def create_group(apps: Any, schema_editor: Any) -> None:
     from django.contrib.auth.management import create_permissions
 
-    from idlevm.web.permissions import OPERATOR_PERMISSIONS, OPERATORS
+    from idlevm.web.permissions import operators_group
 
     # Permissions are normally created after migrations; make sure they exist now.
     for config in apps.get_app_configs():
         config.models_module = True
         create_permissions(config, apps=apps, verbosity=0)
         config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name=OPERATORS)
-    for name in OPERATOR_PERMISSIONS:
-        app_label, codename = name.split(".")
-        group.permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
+    operators_group(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 class Migration(migrations.Migration):

@@ -184,8 +184,7 @@ def add_event(
     )  # fmt: skip
 
 
-@login_required
-@operator_required(EDIT_ERRORS)
+@operator_required(EDIT_ERRORS)  # includes login_required
 @require_POST
 def error_clear(request: HttpRequest, error_id: int) -> HttpResponse:
     changed = set_cleared(request, error_id, cleared=True)
@@ -193,8 +192,7 @@ def error_clear(request: HttpRequest, error_id: int) -> HttpResponse:
     return back(request, error_id)
 
 
-@login_required
-@operator_required(EDIT_ERRORS)
+@operator_required(EDIT_ERRORS)  # includes login_required
 @require_POST
 def error_reopen(request: HttpRequest, error_id: int) -> HttpResponse:
     changed = set_cleared(request, error_id, cleared=False)
