@@ -8,6 +8,7 @@ rows in Python: two queries for the list however many hosts there are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_safe
 
 from idlevm.inventory.models import ErrorMessage, Host, VirtualMachine
 from idlevm.rules import cycle
-from idlevm.rules.fields import Context
+from idlevm.rules.fields import FIELDS, Context
 from idlevm.web.views.overview import BAD_HOST_STATES, gib, idle_now_q, running_q, unknown_q
 
 # VM states that keep a VM on its host (OpenNebula keeps their resources allocated there);
@@ -147,9 +148,8 @@ def vm_row(vm: VirtualMachine, ctx: Context) -> VmRow:
     ahead is not fresh (shown as stale), not idle."""
     running = vm.state_name == "ACTIVE" and vm.lcm_state_name == "RUNNING"
     fresh = ctx.fresh(vm)
-    idle_for = None
-    if fresh and vm.idle and vm.idle_since is not None:
-        idle_for = max(0.0, (ctx.now - vm.idle_since).total_seconds())
+    stretch = FIELDS["idle_for"].get(vm, ctx)  # the rules' idle_for (0 when busy): idle only
+    idle_for = stretch.total_seconds() if vm.idle and isinstance(stretch, timedelta) else None
     url = reverse("web:vm", args=[vm.id])
     return VmRow(vm, url, running, fresh, idle_for, vm.idle_received is not None and not fresh)
 
